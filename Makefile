@@ -1,0 +1,52 @@
+# aigate: the commands a newcomer needs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/hack
+CLUSTER_DIR ?= /tmp/aigate-cluster
+
+.PHONY: help venv binaries cluster-up cluster-down test test-unit test-integration lint crds check-crds demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv with aigate and its dev tools
+
+binaries: ## build the control-plane binaries once (cached in ~/.cache/aigate)
+	bash hack/build-control-plane.sh >/dev/null
+
+cluster-up: venv binaries ## start etcd, apiserver, controllers, kwok and Prometheus in the background
+	@$(PY) -m localcluster up --state-dir $(CLUSTER_DIR)
+
+cluster-down: ## stop every process cluster-up started
+	@$(PY) -m localcluster down --state-dir $(CLUSTER_DIR)
+
+test: venv binaries lint check-crds ## all tests: unit, then integration against a real control plane
+	$(PY) -m pytest tests
+
+test-unit: venv ## unit and property tests of the pure core (no cluster)
+	$(PY) -m pytest tests/unit
+
+lint: venv ## ruff and the layering contract
+	$(VENV)/bin/ruff check operator hack tests bench
+	$(VENV)/bin/lint-imports
+
+crds: venv ## regenerate crds/ from the pydantic models
+	$(PY) -m aigate.crdgen crds/
+
+check-crds: venv ## fail if crds/ differs from what the models generate
+	$(PY) -m aigate.crdgen --check crds/
+
+demo: venv binaries ## the operator's main job, end to end, on a local control plane it starts
+	@echo "make demo arrives with the canary engine (issue: Canary engine). Not yet implemented." >&2
+	@exit 1
+
+clean: cluster-down ## stop the cluster and remove the venv (the binary cache stays)
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Builds (once) the binaries of the local control plane used by tests, demo and benchmarks:
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok, from Go
+# modules through the Go module proxy, plus Prometheus extracted from Debian's package.
+# Everything lands in a cache outside the repository, keyed by version, and is never rebuilt
+# once present. Prints the cache's bin directory on the last line of stdout.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$HERE/versions.env"
+
+CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/aigate"
+CACHE="$CACHE_ROOT/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION"
+BIN="$CACHE/bin"
+mkdir -p "$BIN"
+
+START=$SECONDS
+log() { printf '[build %4ds] %s\n' "$((SECONDS - START))" "$*" >&2; }
+
+# Builds one binary unless it is already cached. The binary is written to a temporary name
+# and renamed, so an interrupted build never leaves a half-written file that looks cached.
+build() {
+  local name="$1" module_dir="$2" package="$3" ldflags="$4"
+  if [[ -x "$BIN/$name" ]]; then
+    log "$name: cached"
+    return
+  fi
+  local t0=$SECONDS
+  log "$name: building $package (first build only; the Kubernetes binaries take 15-40 min on 2 cores)"
+  (cd "$HERE/tools/$module_dir" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" \
+      -o "$BIN/.$name.partial" "$package")
+  mv "$BIN/.$name.partial" "$BIN/$name"
+  log "$name: built in $((SECONDS - t0))s"
+}
+
+# Without these the Kubernetes binaries report v0.0.0-master and kubectl warns about skew.
+KUBE_MINOR="${KUBERNETES_VERSION#v1.}"; KUBE_MINOR="${KUBE_MINOR%%.*}"
+KUBE_LDFLAGS="-s -w"
+for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  KUBE_LDFLAGS="$KUBE_LDFLAGS -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=1"
+  KUBE_LDFLAGS="$KUBE_LDFLAGS -X $p.gitMinor=$KUBE_MINOR -X $p.gitTreeState=clean"
+done
+
+build etcd etcd go.etcd.io/etcd/server/v3 "-s -w"
+build kwok kwok sigs.k8s.io/kwok/cmd/kwok "-s -w"
+for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  build "$cmd" kubernetes "k8s.io/kubernetes/cmd/$cmd" "$KUBE_LDFLAGS"
+done
+
+# kwok refuses to start without Stages; keep the stage files next to the binary, so the
+# harness needs nothing from the Go module cache at run time.
+STAGES="$CACHE/kwok-stages"
+if [[ ! -d "$STAGES" ]]; then
+  KWOK_DIR="$(cd "$HERE/tools/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
+  mkdir -p "$STAGES.partial"
+  cp "$KWOK_DIR/kustomize/stage/node/fast/node-initialize.yaml" \
+     "$KWOK_DIR/kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
+     "$KWOK_DIR/kustomize/stage/pod/fast/pod-ready.yaml" \
+     "$KWOK_DIR/kustomize/stage/pod/fast/pod-complete.yaml" \
+     "$KWOK_DIR/kustomize/stage/pod/fast/pod-delete.yaml" "$STAGES.partial/"
+  chmod -R u+w "$STAGES.partial"
+  mv "$STAGES.partial" "$STAGES"
+  log "kwok stages: copied"
+fi
+
+# Prometheus from Debian's package, extracted rather than installed: installing it starts a
+# system daemon on :9090, which the harness does not want.
+if [[ ! -x "$BIN/prometheus" ]]; then
+  if command -v prometheus >/dev/null 2>&1; then
+    ln -sf "$(command -v prometheus)" "$BIN/prometheus"
+  else
+    log "prometheus: extracting Debian's package"
+    TMP="$(mktemp -d)"
+    (cd "$TMP" && apt-get download prometheus >/dev/null 2>&1 \
+      || { apt-get update >/dev/null && apt-get download prometheus >/dev/null; })
+    dpkg -x "$TMP"/prometheus_*.deb "$TMP/root"
+    cp "$TMP/root/usr/bin/prometheus" "$BIN/.prometheus.partial"
+    mv "$BIN/.prometheus.partial" "$BIN/prometheus"
+    rm -rf "$TMP"
+  fi
+  log "prometheus: ready"
+fi
+
+log "all binaries ready in $BIN ($(du -sh "$CACHE" | cut -f1))"
+echo "$BIN"

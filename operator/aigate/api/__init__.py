@@ -1,0 +1,1 @@
+"""The AIDeployment resource: its pydantic models are the single source of the CRD schema."""

@@ -1,0 +1,129 @@
+"""The `aigate` command.
+
+aigate run [--namespace NS]... [--metrics-port 9090] [--health-port 8081]
+aigate revision -f manifest.yaml     # the revision an approval must name, offline
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from aigate.api.v1alpha1 import GROUP, KIND, AIDeploymentSpec
+from aigate.core.revision import compute_revision
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import kopf
+    from kubernetes import config
+    from prometheus_client import start_http_server
+
+    from aigate import handlers, logs
+
+    logs.configure(verbose=args.verbose)
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr=args.bind_address)
+    namespaces = args.namespace or []
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        priority=args.priority,
+        liveness_endpoint=(
+            f"http://{args.bind_address}:{args.health_port}/healthz" if args.health_port else None
+        ),
+    )
+    del handlers  # imported for its kopf registrations
+    return 0
+
+
+class _StringDatesLoader(yaml.SafeLoader):
+    """Reads YAML the way kubectl sends it: an unquoted date stays a string."""
+
+
+_StringDatesLoader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _load_documents(path: str) -> list[dict[str, Any]]:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    return [doc for doc in yaml.load_all(text, Loader=_StringDatesLoader) if isinstance(doc, dict)]
+
+
+def _cmd_revision(args: argparse.Namespace) -> int:
+    found = 0
+    for doc in _load_documents(args.filename):
+        if doc.get("kind") != KIND or not str(doc.get("apiVersion", "")).startswith(f"{GROUP}/"):
+            continue
+        found += 1
+        name = (doc.get("metadata") or {}).get("name", "?")
+        try:
+            spec = AIDeploymentSpec.model_validate(doc.get("spec") or {})
+        except ValidationError as error:
+            print(f"{name}: invalid spec:\n{error}", file=sys.stderr)
+            return 1
+        revision = compute_revision(spec)
+        print(revision if args.quiet else f"{name}\t{revision}")
+    if not found:
+        print(f"no {KIND} in {args.filename}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aigate", description="Governed AI model rollouts.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator against the current kubeconfig")
+    run.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
+    run.add_argument("--metrics-port", type=int, default=9090, help="0 disables")
+    run.add_argument("--health-port", type=int, default=8081, help="0 disables")
+    run.add_argument(
+        "--bind-address",
+        default="0.0.0.0",  # noqa: S104 (in-cluster probes)
+        help="address for the metrics and health endpoints",
+    )
+    run.add_argument(
+        "--peering",
+        default=None,
+        help="kopf peering name for several replicas (default: standalone)",
+    )
+    run.add_argument(
+        "--priority", type=int, default=0, help="peering priority; give each replica a distinct one"
+    )
+    run.add_argument("--verbose", "-v", action="store_true")
+    run.set_defaults(func=_cmd_run)
+
+    revision = sub.add_parser(
+        "revision", help="print the revision of each AIDeployment in a manifest (offline)"
+    )
+    revision.add_argument("-f", "--filename", required=True, help="manifest file, or - for stdin")
+    revision.add_argument("-q", "--quiet", action="store_true", help="print only the revision")
+    revision.set_defaults(func=_cmd_revision)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""The governance gate: may this revision be deployed? (DESIGN.md section 3)
+
+A pure function of the annotations, the current revision, the approval TTL and the time.
+It fails closed: anything missing, empty, malformed, expired, in the future or for another
+revision closes the gate, and every problem is reported with the annotation, what was
+expected and what was found.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from aigate.api.durations import format_duration
+
+PREFIX = "aigate.dev/"
+APPROVED_BY = PREFIX + "approved-by"
+APPROVED_AT = PREFIX + "approved-at"
+APPROVED_REVISION = PREFIX + "approved-revision"
+RISK_ACCEPTANCE = PREFIX + "risk-acceptance"
+RISK_ACCEPTED_BY = PREFIX + "risk-accepted-by"
+APPROVAL_CONDITIONS = PREFIX + "approval-conditions"
+
+REQUIRED_ANNOTATIONS = (
+    APPROVED_BY,
+    APPROVED_AT,
+    APPROVED_REVISION,
+    RISK_ACCEPTANCE,
+    RISK_ACCEPTED_BY,
+)
+
+# Approvers' clocks and the cluster's differ by seconds; an approval stamped a little
+# "ahead" of the cluster is not a forgery. Anything beyond this is refused as future.
+CLOCK_SKEW_ALLOWANCE = timedelta(seconds=60)
+
+RFC3339_PATTERN = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+_MAX_SHOWN = 80
+
+Problem = Literal["Missing", "Empty", "Malformed", "InFuture", "Expired", "RevisionMismatch"]
+
+
+@dataclass(frozen=True)
+class GateReason:
+    """One precise reason the gate is closed."""
+
+    annotation: str
+    problem: Problem
+    expected: str
+    found: str | None
+
+    def describe(self) -> str:
+        found = "nothing" if self.found is None else repr(_shorten(self.found))
+        return f"{self.annotation}: {_PROBLEM_TEXT[self.problem]}: expected {self.expected}, found {found}"
+
+
+_PROBLEM_TEXT: dict[Problem, str] = {
+    "Missing": "missing",
+    "Empty": "empty",
+    "Malformed": "malformed",
+    "InFuture": "in the future",
+    "Expired": "expired",
+    "RevisionMismatch": "approves another revision",
+}
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A valid approval and risk acceptance, as read from the annotations."""
+
+    approved_by: str
+    approved_at: datetime
+    revision: str
+    risk_acceptance: str
+    risk_accepted_by: str
+    conditions: str
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    approval: Approval | None
+    reasons: tuple[GateReason, ...]
+
+    @property
+    def is_open(self) -> bool:
+        return self.approval is not None and not self.reasons
+
+    def describe(self) -> str:
+        if self.is_open:
+            return "approved"
+        return "; ".join(reason.describe() for reason in self.reasons)
+
+
+def parse_rfc3339(text: str) -> datetime | None:
+    """A timezone-aware datetime, or None if text is not RFC 3339 with a timezone."""
+    if not RFC3339_PATTERN.match(text):
+        return None
+    normalised = text.upper().replace("Z", "+00:00")
+    # Python < 3.12 accepts at most 6 fractional digits; RFC 3339 allows more.
+    normalised = re.sub(r"(\.\d{6})\d+", r"\1", normalised)
+    try:
+        return datetime.fromisoformat(normalised)
+    except ValueError:
+        return None
+
+
+def evaluate_gate(
+    annotations: Mapping[str, str],
+    revision: str,
+    approval_ttl: timedelta,
+    now: datetime,
+) -> GateDecision:
+    """Decides whether `revision` is authorised for deployment at `now`."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    reasons: list[GateReason] = []
+    values: dict[str, str] = {}
+    for name in REQUIRED_ANNOTATIONS:
+        raw = annotations.get(name)
+        if raw is None:
+            reasons.append(GateReason(name, "Missing", _EXPECTED[name](revision), None))
+        elif not raw.strip():
+            reasons.append(GateReason(name, "Empty", _EXPECTED[name](revision), raw))
+        else:
+            values[name] = raw.strip()
+
+    approved_at: datetime | None = None
+    if APPROVED_AT in values:
+        raw = values[APPROVED_AT]
+        approved_at = parse_rfc3339(raw)
+        if approved_at is None:
+            reasons.append(
+                GateReason(APPROVED_AT, "Malformed", _EXPECTED[APPROVED_AT](revision), raw)
+            )
+        elif approved_at > now + CLOCK_SKEW_ALLOWANCE:
+            reasons.append(
+                GateReason(
+                    APPROVED_AT,
+                    "InFuture",
+                    "a time not after the cluster's clock "
+                    f"(allowing {int(CLOCK_SKEW_ALLOWANCE.total_seconds())}s of clock skew)",
+                    raw,
+                )
+            )
+        elif now - approved_at > approval_ttl:
+            reasons.append(
+                GateReason(
+                    APPROVED_AT,
+                    "Expired",
+                    f"an approval younger than approvalTTL {format_duration(approval_ttl)} "
+                    f"(this one expired at {_iso(approved_at + approval_ttl)})",
+                    raw,
+                )
+            )
+
+    if APPROVED_REVISION in values and values[APPROVED_REVISION] != revision:
+        reasons.append(
+            GateReason(
+                APPROVED_REVISION, "RevisionMismatch", repr(revision), values[APPROVED_REVISION]
+            )
+        )
+
+    if reasons or approved_at is None:
+        return GateDecision(approval=None, reasons=tuple(reasons))
+    return GateDecision(
+        approval=Approval(
+            approved_by=values[APPROVED_BY],
+            approved_at=approved_at,
+            revision=revision,
+            risk_acceptance=values[RISK_ACCEPTANCE],
+            risk_accepted_by=values[RISK_ACCEPTED_BY],
+            conditions=annotations.get(APPROVAL_CONDITIONS, "").strip(),
+        ),
+        reasons=(),
+    )
+
+
+_EXPECTED = {
+    APPROVED_BY: lambda revision: "the approver's identity (e.g. jane@example.com)",
+    APPROVED_AT: lambda revision: "an RFC 3339 time with timezone (e.g. 2026-11-20T10:00:00Z)",
+    APPROVED_REVISION: lambda revision: f"the revision in status.revision, {revision!r}",
+    RISK_ACCEPTANCE: lambda revision: "a reference to the accepted risk record (e.g. RISK-1234)",
+    RISK_ACCEPTED_BY: lambda revision: "the risk acceptor's identity",
+}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"

@@ -1,0 +1,31 @@
+"""The revision: a short digest of everything an approval vouches for (DESIGN.md section 2).
+
+Covers spec.model, spec.template, spec.service and spec.rollout (the plan and its
+thresholds), not spec.replicas (scaling needs no re-approval) nor spec.governance. Only
+fields the user wrote count, so a future aigate that adds an optional field with a default
+does not void every approval in the cluster; writing a default out explicitly is a change
+of text and does need a new approval, which errs on the safe side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from aigate.api.v1alpha1 import AIDeploymentSpec
+
+REVISION_LENGTH = 12
+VOUCHED_FIELDS = frozenset({"model", "template", "service", "rollout"})
+
+
+def vouched_content(spec: AIDeploymentSpec) -> dict[str, Any]:
+    """The part of the spec an approval covers, as canonical JSON-compatible data."""
+    return spec.model_dump(mode="json", by_alias=True, exclude_unset=True, include=VOUCHED_FIELDS)
+
+
+def compute_revision(spec: AIDeploymentSpec) -> str:
+    canonical = json.dumps(
+        vouched_content(spec), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:REVISION_LENGTH]

@@ -1,0 +1,119 @@
+"""Desired child objects: the Deployments per track and the one Service (pure builders).
+
+Names are deterministic (`<name>-stable`, `<name>-canary`, `<name>`), so applying twice is
+harmless. A Deployment's selector is fixed per track and never names the revision: the
+stable Deployment moves from one revision to the next without being recreated.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aigate.api.v1alpha1 import GROUP, KIND, VERSION, AIDeploymentSpec
+
+Track = Literal["stable", "canary"]
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_OWNER = "aigate.dev/aideployment"
+LABEL_TRACK = "aigate.dev/track"
+LABEL_REVISION = "aigate.dev/revision"
+LABEL_VERSION = "aigate.dev/version"
+LABEL_MODEL = "aigate.dev/model"
+OPERATOR_NAME = "aigate"
+
+
+@dataclass(frozen=True)
+class Owner:
+    name: str
+    namespace: str
+    uid: str
+
+
+def deployment_name(owner_name: str, track: Track) -> str:
+    return f"{owner_name}-{track}"
+
+
+def _owner_reference(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def selector_labels(owner_name: str, track: Track) -> dict[str, str]:
+    return {LABEL_OWNER: owner_name, LABEL_TRACK: track}
+
+
+def build_deployment(
+    owner: Owner,
+    track: Track,
+    spec: AIDeploymentSpec,
+    revision: str,
+    replicas: int,
+) -> dict[str, Any]:
+    """The Deployment running `spec`'s template (of `revision`) on `track`."""
+    identity = {
+        MANAGED_BY: OPERATOR_NAME,
+        LABEL_OWNER: owner.name,
+        LABEL_TRACK: track,
+        LABEL_REVISION: revision,
+        LABEL_VERSION: spec.model.version,
+        LABEL_MODEL: spec.model.name,
+    }
+    template = copy.deepcopy(
+        spec.template.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    )
+    metadata = template.setdefault("metadata", {})
+    metadata["labels"] = {**metadata.get("labels", {}), **identity}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": deployment_name(owner.name, track),
+            "namespace": owner.namespace,
+            "labels": identity,
+            "annotations": {LABEL_REVISION: revision},
+            "ownerReferences": [_owner_reference(owner)],
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector_labels(owner.name, track)},
+            # Never fewer ready pods than asked for while the template changes.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"},
+            },
+            "template": template,
+        },
+    }
+
+
+def build_service(owner: Owner, spec: AIDeploymentSpec) -> dict[str, Any]:
+    """One Service selecting both tracks: traffic share follows the replica ratio."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": owner.name,
+            "namespace": owner.namespace,
+            "labels": {MANAGED_BY: OPERATOR_NAME, LABEL_OWNER: owner.name},
+            "ownerReferences": [_owner_reference(owner)],
+        },
+        "spec": {
+            "selector": {LABEL_OWNER: owner.name},
+            "ports": [
+                {
+                    "name": "http",
+                    "port": spec.service.port,
+                    "targetPort": spec.service.target_port or spec.service.port,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }

@@ -1,0 +1,105 @@
+"""kopf wiring: the only module that imports kopf. Thin on purpose.
+
+Every AIDeployment gets one daemon that reconciles it, so reconciles of one object never
+overlap. Watch events (the AIDeployment itself, or one of its Deployments changing) only
+wake that daemon; the daemon also looks again after the decision's requeue_after. Events
+are posted explicitly from the decision (kopf's log-to-Event posting is off for INFO).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import kopf
+
+from aigate import metrics, reconciler
+from aigate.adapters.kube import KubeAdapter, TransientError
+from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION
+from aigate.core.workloads import LABEL_OWNER, MANAGED_BY, OPERATOR_NAME
+
+log = logging.getLogger("aigate.handlers")
+
+FINALIZER = "aigate.dev/finalizer"
+RETRY_AFTER_TRANSIENT_ERROR = 5.0
+
+_wakers: dict[tuple[str, str], asyncio.Event] = {}
+_kube: KubeAdapter | None = None
+
+
+def _waker(namespace: str, name: str) -> asyncio.Event:
+    return _wakers.setdefault((namespace, name), asyncio.Event())
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    global _kube  # noqa: PLW0603 (one client per process, made once kopf has logged in)
+    # kopf's own bookkeeping goes to status, never to the user's annotations, so Argo CD
+    # and Flux see no drift (DESIGN.md section 2).
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
+        field="status.kopf.last-handled-configuration"
+    )
+    # Logs are not Events: only kopf's own warnings and errors become Events; the
+    # decisions' Events are posted explicitly below.
+    settings.posting.level = logging.WARNING
+    # Watches that hang silently are the classic operator failure: bound them.
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+    settings.watching.connect_timeout = 30
+    settings.networking.request_timeout = 60
+    _kube = KubeAdapter()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def aideployment_changed(namespace: str, name: str, **_: Any) -> None:
+    _waker(namespace, name).set()
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY: OPERATOR_NAME})
+def child_changed(namespace: str, labels: dict[str, str], **_: Any) -> None:
+    owner = labels.get(LABEL_OWNER)
+    if owner:
+        _waker(namespace, owner).set()
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
+async def drive(namespace: str, name: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    assert _kube is not None
+    wake = _waker(namespace, name)
+    try:
+        while not stopped:
+            wake.clear()
+            delay = await _reconcile_once(_kube, namespace, name)
+            if delay is None:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=delay)
+    finally:
+        _wakers.pop((namespace, name), None)
+
+
+async def _reconcile_once(kube: KubeAdapter, namespace: str, name: str) -> float | None:
+    """Returns the delay before the next reconcile, or None when the object is gone."""
+    with metrics.RECONCILE_SECONDS.time():
+        try:
+            outcome = await reconciler.reconcile(kube, namespace, name)
+        except TransientError as error:
+            metrics.RECONCILES.labels(result="transient-error").inc()
+            log.warning("will retry: %s", error, extra={"aideployment": f"{namespace}/{name}"})
+            return RETRY_AFTER_TRANSIENT_ERROR
+        except Exception:
+            # Bad input must never crash the operator: log, count, and look again later.
+            metrics.RECONCILES.labels(result="error").inc()
+            log.exception("reconcile failed", extra={"aideployment": f"{namespace}/{name}"})
+            return RETRY_AFTER_TRANSIENT_ERROR * 6
+    if outcome is None:
+        return None
+    metrics.RECONCILES.labels(result="ok").inc()
+    for event in outcome.events:
+        metrics.EVENTS.labels(reason=event.reason).inc()
+        kopf.event(outcome.body, type=event.type, reason=event.reason, message=event.message)
+    return outcome.requeue_after
