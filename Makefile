@@ -29,7 +29,7 @@ cluster-down: ## stop every process cluster-up started
 	@$(PY) -m localcluster down --state-dir $(CLUSTER_DIR)
 
 test: venv binaries lint check-crds ## all tests: unit, then integration against a real control plane
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests/unit tests/integration
 
 test-unit: venv ## unit and property tests of the pure core (no cluster)
 	$(PY) -m pytest tests/unit

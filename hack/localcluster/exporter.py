@@ -13,6 +13,7 @@ import argparse
 import json
 import math
 import threading
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -118,6 +119,16 @@ def serve(port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
 
     server = ThreadingHTTPServer((host, port), Handler)
     return server
+
+
+def set_values(exporter_url: str, values: dict[str, object] | list[dict[str, object]]) -> None:
+    """Client side of PUT /values, for tests and the demo."""
+    request = urllib.request.Request(
+        f"{exporter_url}/values", data=json.dumps(values).encode(), method="PUT"
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        if response.status != 204:
+            raise RuntimeError(f"exporter refused {values!r}: HTTP {response.status}")
 
 
 def main() -> None:

@@ -30,6 +30,8 @@ from aigate.core.revision import compute_revision
 from aigate.core.workloads import Track
 
 MAX_HISTORY = 100
+# History entries that record a fact without being a phase transition.
+_RECORD_ONLY_REASONS = frozenset({"Approved"})
 
 # How soon to look again. Changes to the resource itself wake the operator at once; these
 # only bound how long a change in the children (pods becoming Ready) can go unnoticed.
@@ -423,7 +425,9 @@ def _transition(
     phase (e.g. a different annotation is now wrong), is recorded once in the history and
     announced once as an Event; repeating the same decision records nothing new."""
     previous = inputs.status
-    last = previous.history[-1] if previous.history else None
+    last = next(
+        (e for e in reversed(previous.history) if e.reason not in _RECORD_ONLY_REASONS), None
+    )
     unchanged = (
         previous.phase == to_phase
         and last is not None

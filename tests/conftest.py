@@ -1,0 +1,95 @@
+"""Fixtures for the integration and end-to-end suites: a real control plane, started once
+per session when a test first asks for it, and the real operator running against it."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from localcluster import LocalCluster
+
+    with LocalCluster.start(tmp_path_factory.mktemp("cluster")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def api_client(cluster):
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=cluster.info.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def crd_installed(cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/aideployments.aigate.dev",
+    )
+
+
+@pytest.fixture
+def namespace(cluster, api_client) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (its objects with it)."""
+    from kubernetes import client
+
+    from support.waiting import wait_for
+
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace({"metadata": {"name": name}})
+    # Pods are refused until the controller-manager has made the default ServiceAccount.
+    wait_for(
+        lambda: any(
+            sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items
+        ),
+        timeout=60,
+        what=f"default ServiceAccount in {name}",
+    )
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def operator(cluster, crd_installed, tmp_path_factory) -> Iterator[object]:
+    """`aigate run` as a user runs it: a separate process with the cluster's kubeconfig."""
+    from localcluster.processes import Process, free_port, http_ok
+
+    health_port = free_port()
+    env = dict(os.environ, KUBECONFIG=cluster.info.kubeconfig)
+    process = Process(
+        "aigate-operator",
+        [
+            sys.executable,
+            "-m",
+            "aigate.cli",
+            "run",
+            "--metrics-port=0",
+            f"--health-port={health_port}",
+            "--bind-address=127.0.0.1",
+        ],
+        tmp_path_factory.mktemp("operator") / "operator.log",
+        env,
+    )
+    process.start()
+    process.wait_ready(lambda: http_ok(f"http://127.0.0.1:{health_port}/healthz"), 60, "healthy")
+    yield process
+    process.stop()
+    print(f"\noperator log: {process.log_path}")
+
+
+def load_example(name: str) -> dict:
+    return yaml.safe_load((ROOT / "examples" / name).read_text())

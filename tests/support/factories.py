@@ -1,0 +1,77 @@
+"""Valid AIDeployment specs and approvals to start tests from."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timedelta
+from typing import Any
+
+from aigate.api.v1alpha1 import AIDeploymentSpec
+from aigate.core import gate
+from aigate.core.revision import compute_revision
+
+BASE_SPEC: dict[str, Any] = {
+    "model": {
+        "name": "fraud-scorer",
+        "version": "2.4.0",
+        "riskTier": "high",
+        "owner": "team-risk-ml",
+        "intendedUse": "Score transactions for fraud review.",
+        "limitations": ["Not validated for gambling merchants."],
+    },
+    "replicas": 4,
+    "template": {"spec": {"containers": [{"name": "server", "image": "fake-model:2.4.0"}]}},
+    "service": {"port": 8080},
+    "governance": {"approvalTTL": "168h"},
+    "rollout": {
+        "progressDeadline": "10m",
+        "stages": [
+            {"name": "canary-10", "weight": 10, "duration": "1m"},
+            {"name": "full", "weight": 100},
+        ],
+        "analysis": {
+            "prometheus": {"url": "http://127.0.0.1:9090"},
+            "interval": "30s",
+            "metrics": [{"name": "error-rate", "query": "error_rate", "max": 0.01}],
+        },
+    },
+}
+
+
+def spec_dict(**overrides: Any) -> dict[str, Any]:
+    """A deep copy of BASE_SPEC with top-level keys replaced."""
+    spec = copy.deepcopy(BASE_SPEC)
+    spec.update(copy.deepcopy(overrides))
+    return spec
+
+
+def spec_model(raw: dict[str, Any] | None = None) -> AIDeploymentSpec:
+    return AIDeploymentSpec.model_validate(raw if raw is not None else spec_dict())
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def approval_annotations(revision: str, at: datetime, **overrides: str | None) -> dict[str, str]:
+    """Complete, valid approval annotations; an override of None removes that annotation."""
+    annotations = {
+        gate.APPROVED_BY: "jane@example.com",
+        gate.APPROVED_AT: iso(at),
+        gate.APPROVED_REVISION: revision,
+        gate.RISK_ACCEPTANCE: "RISK-1234",
+        gate.RISK_ACCEPTED_BY: "ciso@example.com",
+    }
+    for key, value in overrides.items():
+        name = gate.PREFIX + key.replace("_", "-")
+        if value is None:
+            annotations.pop(name, None)
+        else:
+            annotations[name] = value
+    return annotations
+
+
+def approved_for(
+    spec: AIDeploymentSpec, now: datetime, age: timedelta = timedelta(hours=1)
+) -> dict[str, str]:
+    return approval_annotations(compute_revision(spec), now - age)

@@ -1,0 +1,107 @@
+"""The resource schema as pydantic sees it, the committed CRD, and `aigate revision`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from aigate import cli, crdgen
+from aigate.api.v1alpha1 import AIDeploymentSpec
+from aigate.core import gate
+from support.factories import spec_dict
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_committed_crd_matches_the_models():
+    committed = (ROOT / "crds" / crdgen.CRD_FILENAME).read_text()
+    assert committed == crdgen.render(), "crds/ is stale: run `make crds`"
+
+
+def test_crd_has_status_subresource_short_name_and_columns():
+    crd = crdgen.build_crd()
+    version = crd["spec"]["versions"][0]
+    assert version["subresources"] == {"status": {}}
+    assert crd["spec"]["names"]["shortNames"] == ["aid"]
+    columns = [c["name"].upper() for c in version["additionalPrinterColumns"]]
+    for expected in ("PHASE", "VERSION", "STAGE", "WEIGHT", "APPROVED-BY", "AGE"):
+        assert expected in columns
+
+
+def test_crd_schema_has_no_defaults_or_unresolved_refs():
+    text = yaml.safe_dump(crdgen.build_crd())
+    assert "$ref" not in text
+    assert "default:" not in text  # defaults are applied by the models, not written into objects
+    assert "anyOf" not in text
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda s: s.update(replicas=0), "replicas"),
+        (lambda s: s["model"].update(riskTier="extreme"), "riskTier"),
+        (lambda s: s["model"].pop("owner"), "owner"),
+        (lambda s: s["model"].update(version="2.4.0 beta"), "version"),
+        (lambda s: s["template"]["spec"].update(containers=[]), "containers"),
+        (lambda s: s["rollout"]["analysis"].update(interval="soon"), "interval"),
+        (lambda s: s["rollout"]["stages"][0].update(weight=101), "weight"),
+        (lambda s: s["rollout"]["analysis"]["metrics"][0].update(onNoData="Pass"), "onNoData"),
+        (lambda s: s.update(service={"port": 70000}), "port"),
+    ],
+)
+def test_bad_specs_are_rejected_naming_the_field(mutate, field):
+    raw = spec_dict()
+    mutate(raw)
+    with pytest.raises(ValidationError) as error:
+        AIDeploymentSpec.model_validate(raw)
+    assert field in str(error.value)
+
+
+def test_examples_are_valid_and_the_approved_one_names_its_own_revision(capsys):
+    for example in sorted((ROOT / "examples").glob("*.yaml")):
+        for doc in yaml.safe_load_all(example.read_text()):
+            AIDeploymentSpec.model_validate(doc["spec"])
+    approved = ROOT / "examples" / "fraud-scorer-approved.yaml"
+    assert cli.main(["revision", "-q", "-f", str(approved)]) == 0
+    revision = capsys.readouterr().out.strip()
+    annotations = yaml.safe_load(approved.read_text())["metadata"]["annotations"]
+    assert annotations[gate.APPROVED_REVISION] == revision
+
+
+def test_revision_command_reads_stdin_and_reports_bad_input(tmp_path, capsys, monkeypatch):
+    manifest = {
+        "apiVersion": "aigate.dev/v1alpha1",
+        "kind": "AIDeployment",
+        "metadata": {"name": "a"},
+        "spec": spec_dict(),
+    }
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump_all([{"kind": "ConfigMap"}, manifest]))
+    assert cli.main(["revision", "-f", str(path)]) == 0
+    assert capsys.readouterr().out.startswith("a\t")
+
+    bad = dict(manifest, spec=spec_dict(replicas="many"))
+    path.write_text(yaml.safe_dump(bad))
+    assert cli.main(["revision", "-f", str(path)]) == 1
+    assert "replicas" in capsys.readouterr().err
+
+    path.write_text("kind: ConfigMap\n")
+    assert cli.main(["revision", "-f", str(path)]) == 1
+
+
+def test_unquoted_dates_in_a_manifest_stay_strings_as_kubectl_sends_them(tmp_path, capsys):
+    text = (
+        (ROOT / "examples" / "fraud-scorer.yaml")
+        .read_text()
+        .replace(
+            "    spec:\n      containers:",
+            "    metadata:\n      annotations:\n        built: 2026-11-20\n    spec:\n      containers:",
+        )
+    )
+    path = tmp_path / "dated.yaml"
+    path.write_text(text)
+    assert cli.main(["revision", "-q", "-f", str(path)]) == 0
+    assert len(capsys.readouterr().out.strip()) == 12

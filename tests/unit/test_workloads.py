@@ -1,0 +1,50 @@
+"""The child objects aigate builds."""
+
+from __future__ import annotations
+
+from aigate.core import workloads
+from support.factories import spec_dict, spec_model
+
+OWNER = workloads.Owner(name="fraud-scorer", namespace="risk", uid="uid-1")
+
+
+def test_deployment_carries_identity_owner_and_a_revision_free_selector():
+    raw = spec_dict()
+    raw["template"]["metadata"] = {"labels": {"team": "risk", workloads.LABEL_TRACK: "spoofed"}}
+    deployment = workloads.build_deployment(OWNER, "stable", spec_model(raw), "abc123", 4)
+    assert deployment["metadata"]["name"] == "fraud-scorer-stable"
+    assert deployment["metadata"]["namespace"] == "risk"
+    (ref,) = deployment["metadata"]["ownerReferences"]
+    assert (ref["uid"], ref["controller"], ref["kind"]) == ("uid-1", True, "AIDeployment")
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector == {workloads.LABEL_OWNER: "fraud-scorer", workloads.LABEL_TRACK: "stable"}
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels["team"] == "risk"  # the user's labels are kept
+    assert pod_labels[workloads.LABEL_TRACK] == "stable"  # ours win
+    assert pod_labels[workloads.LABEL_REVISION] == "abc123"
+    assert pod_labels[workloads.LABEL_VERSION] == "2.4.0"
+    assert selector.items() <= pod_labels.items()
+    assert deployment["spec"]["replicas"] == 4
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_user_template_is_passed_through_untouched_apart_from_labels():
+    raw = spec_dict()
+    raw["template"]["spec"]["containers"][0]["env"] = [{"name": "MODE", "value": "strict"}]
+    raw["template"]["spec"]["nodeSelector"] = {"gpu": "a100"}
+    deployment = workloads.build_deployment(OWNER, "canary", spec_model(raw), "r", 1)
+    pod_spec = deployment["spec"]["template"]["spec"]
+    assert pod_spec["nodeSelector"] == {"gpu": "a100"}
+    assert pod_spec["containers"][0]["env"] == [{"name": "MODE", "value": "strict"}]
+    assert deployment["metadata"]["name"] == "fraud-scorer-canary"
+
+
+def test_service_selects_both_tracks_and_defaults_target_port():
+    service = workloads.build_service(OWNER, spec_model())
+    assert service["spec"]["selector"] == {workloads.LABEL_OWNER: "fraud-scorer"}
+    assert service["spec"]["ports"][0]["port"] == 8080
+    assert service["spec"]["ports"][0]["targetPort"] == 8080
+    explicit = workloads.build_service(
+        OWNER, spec_model(spec_dict(service={"port": 80, "targetPort": 8080}))
+    )
+    assert explicit["spec"]["ports"][0]["targetPort"] == 8080
