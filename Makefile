@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/hack
 CLUSTER_DIR ?= /tmp/aigate-cluster
 
-.PHONY: help venv binaries cluster-up cluster-down test test-unit test-integration lint crds check-crds demo clean
+.PHONY: help venv binaries cluster-up cluster-down test test-unit lint crds check-crds demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -50,3 +50,6 @@ demo: venv binaries ## the operator's main job, end to end, on a local control p
 
 clean: cluster-down ## stop the cluster and remove the venv (the binary cache stays)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+bench: venv binaries ## benchmarks on the local control plane; results in bench/results/
+	$(PY) bench/governance_latency.py
