@@ -1,14 +1,16 @@
-"""One reconcile: gather what is → decide → record → apply. No kopf here.
+"""One reconcile: gather what is → measure what is due → decide → record → apply. No kopf.
 
-The order matters for the audit trail: the decision's status (approval record, history) is
-written first, guarded by the resourceVersion it was made from; only then are children
-applied. A conflict (someone changed the object meanwhile) drops the round: the next one
-decides again from fresh input.
+The order matters for the audit trail: the decision's status (approval record, history,
+counters) is written first, guarded by the resourceVersion it was made from; only then are
+children changed. A conflict (someone changed the object meanwhile) drops the round: the
+next one decides again from fresh input, and measurements already counted are never counted
+twice (each is stamped with its evaluation time).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,12 +19,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from aigate.adapters.kube import KubeAdapter, RejectedError
+from aigate.adapters import prometheus
+from aigate.adapters.kube import KubeAdapter, RejectedError, TransientError
 from aigate.api.v1alpha1 import AIDeploymentSpec, AIDeploymentStatus
 from aigate.core import rollout
-from aigate.core.workloads import Owner, build_deployment, build_service
+from aigate.core.analysis import MeasurementPlan, Measurements, MetricResult, unknown_placeholders
+from aigate.core.verdict import QueryOutcome
+from aigate.core.workloads import Owner, build_deployment, build_service, deployment_name
 
 log = logging.getLogger("aigate.reconcile")
+audit = logging.getLogger("aigate.audit")
 
 STATUS_FIELDS = set(AIDeploymentStatus.model_fields)
 
@@ -38,12 +44,20 @@ class Outcome:
 
 def parse_spec(raw: Any) -> tuple[AIDeploymentSpec | None, str]:
     try:
-        return AIDeploymentSpec.model_validate(raw or {}), ""
+        spec = AIDeploymentSpec.model_validate(raw or {})
     except ValidationError as error:
         problems = [
             f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
         ]
         return None, "; ".join(problems[:5])
+    for index, metric in enumerate(spec.rollout.analysis.metrics):
+        unknown = unknown_placeholders(metric.query)
+        if unknown:
+            return None, (
+                f"spec.rollout.analysis.metrics[{index}].query: unknown placeholder(s) "
+                f"{sorted(unknown)}; expected name, namespace, revision, version or track"
+            )
+    return spec, ""
 
 
 def parse_status(raw: Any) -> AIDeploymentStatus:
@@ -82,30 +96,41 @@ async def reconcile(
         status=previous,
         observed=observed,
         now=now(),
+        name=name,
+        namespace=namespace,
+        managed_fields=metadata.get("managedFields") or (),
     )
+    plan = rollout.measurement_plan(inputs)
+    if plan is not None and spec is not None:
+        measurements = await _measure(kube, namespace, spec, plan)
+        inputs = dataclasses.replace(inputs, measurements=measurements)
     decision = rollout.decide(inputs)
+    context = {"aideployment": f"{namespace}/{name}", "revision": decision.status.revision}
+    for record in decision.new_measurements:
+        audit.info(
+            "measurement", extra={**context, "measurement": record.model_dump(by_alias=True)}
+        )
+
     new_status = dump_status(decision.status)
     if new_status != dump_status(previous):
         written = await asyncio.to_thread(
             kube.patch_status, namespace, name, metadata["resourceVersion"], new_status
         )
         if not written:
-            log.info(
-                "status conflict, deciding again", extra={"aideployment": f"{namespace}/{name}"}
-            )
-            return Outcome(body=body, events=(), requeue_after=0.5)
-    _log_decision(namespace, name, decision)
+            log.info("status conflict, deciding again", extra=context)
+            return Outcome(body=body, events=(), requeue_after=rollout.REQUEUE_NOW)
+    _log_decision(context, decision)
 
     if spec is not None:
         try:
             for action in decision.actions:
-                await asyncio.to_thread(kube.apply, _manifest(action, owner, spec))
+                await _act(kube, owner, spec, action)
         except RejectedError as error:
             failed = rollout.record_apply_failure(inputs, decision.status, str(error))
             await asyncio.to_thread(
                 kube.patch_status, namespace, name, None, dump_status(failed.status)
             )
-            _log_decision(namespace, name, failed)
+            _log_decision(context, failed)
             return Outcome(
                 body=body,
                 events=decision.events + failed.events,
@@ -114,18 +139,76 @@ async def reconcile(
     return Outcome(body=body, events=decision.events, requeue_after=decision.requeue_after)
 
 
-def _manifest(action: rollout.Action, owner: Owner, spec: AIDeploymentSpec) -> dict[str, Any]:
+async def _measure(
+    kube: KubeAdapter, namespace: str, spec: AIDeploymentSpec, plan: MeasurementPlan
+) -> Measurements:
+    prometheus_spec = spec.rollout.analysis.prometheus
+    try:
+        credentials = prometheus.Credentials(
+            bearer_token=(
+                await asyncio.to_thread(
+                    kube.read_secret_key,
+                    namespace,
+                    prometheus_spec.bearer_token_secret.name,
+                    prometheus_spec.bearer_token_secret.key,
+                )
+                if prometheus_spec.bearer_token_secret
+                else ""
+            ),
+            ca_pem=(
+                await asyncio.to_thread(
+                    kube.read_secret_key,
+                    namespace,
+                    prometheus_spec.ca_secret.name,
+                    prometheus_spec.ca_secret.key,
+                )
+                if prometheus_spec.ca_secret
+                else ""
+            ),
+        )
+    except (RejectedError, TransientError) as error:
+        # Without credentials nothing can be measured: every metric is an error outcome.
+        failed = QueryOutcome.failed(f"Prometheus credentials unavailable: {error}")
+        return Measurements(
+            track=plan.track,
+            at=plan.at,
+            results=tuple(MetricResult(q.metric, q.query, failed) for q in plan.queries),
+        )
+    return await asyncio.to_thread(prometheus.measure, plan, prometheus_spec, credentials)
+
+
+async def _act(
+    kube: KubeAdapter, owner: Owner, spec: AIDeploymentSpec, action: rollout.Action
+) -> None:
     if isinstance(action, rollout.ApplyService):
-        return build_service(owner, spec)
-    return build_deployment(owner, action.track, spec, action.revision, action.replicas)
+        await asyncio.to_thread(kube.apply, build_service(owner, spec))
+    elif isinstance(action, rollout.ApplyDeployment):
+        manifest = build_deployment(
+            owner,
+            action.track,
+            model_name=spec.model.name,
+            version=action.version,
+            revision=action.revision,
+            template=action.template,
+            replicas=action.replicas,
+        )
+        await asyncio.to_thread(kube.apply, manifest)
+    elif isinstance(action, rollout.ScaleDeployment):
+        await asyncio.to_thread(
+            kube.scale, owner.namespace, deployment_name(owner.name, action.track), action.replicas
+        )
+    elif isinstance(action, rollout.DeleteDeployment):
+        await asyncio.to_thread(
+            kube.delete, owner.namespace, deployment_name(owner.name, action.track)
+        )
 
 
-def _log_decision(namespace: str, name: str, decision: rollout.Decision) -> None:
+def _log_decision(context: dict[str, str], decision: rollout.Decision) -> None:
     status = decision.status
     fields = {
-        "aideployment": f"{namespace}/{name}",
+        **context,
         "phase": status.phase,
-        "revision": status.revision,
+        "stage": status.stage,
         "stableRevision": status.stable_revision,
         "actions": [type(a).__name__ for a in decision.actions],
     }

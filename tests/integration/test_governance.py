@@ -202,6 +202,7 @@ def test_kubectl_get_shows_the_printer_columns_with_real_values(cluster, api_cli
         "STAGE",
         "WEIGHT",
         "READY",
+        "CANARY",
         "APPROVED-BY",
         "AGE",
     ]

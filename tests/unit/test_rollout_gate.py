@@ -89,7 +89,7 @@ def test_valid_approval_records_it_and_deploys_stable_and_service():
     assert decision.status.phase == "Progressing"
     assert decision.actions == (
         rollout.ApplyService(),
-        rollout.ApplyDeployment("stable", revision, 4),
+        rollout.ApplyDeployment("stable", revision, "2.4.0", 4),
     )
     approval = decision.status.approval
     assert approval is not None
@@ -205,7 +205,7 @@ def test_scaling_an_approved_revision_needs_no_new_approval():
         inputs(spec=scaled, annotations=annotations, status=status, observed=observed, generation=2)
     )
     assert decision.status.phase == "Progressing"
-    assert rollout.ApplyDeployment("stable", compute_revision(spec), 6) in decision.actions
+    assert rollout.ApplyDeployment("stable", compute_revision(spec), "2.4.0", 6) in decision.actions
 
 
 def test_recorded_approval_keeps_authorising_its_revision_after_ttl():

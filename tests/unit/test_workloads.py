@@ -8,10 +8,23 @@ from support.factories import spec_dict, spec_model
 OWNER = workloads.Owner(name="fraud-scorer", namespace="risk", uid="uid-1")
 
 
+def build(spec, track, revision, replicas):
+    template = spec.template.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    return workloads.build_deployment(
+        OWNER,
+        track,
+        model_name=spec.model.name,
+        version=spec.model.version,
+        revision=revision,
+        template=template,
+        replicas=replicas,
+    )
+
+
 def test_deployment_carries_identity_owner_and_a_revision_free_selector():
     raw = spec_dict()
     raw["template"]["metadata"] = {"labels": {"team": "risk", workloads.LABEL_TRACK: "spoofed"}}
-    deployment = workloads.build_deployment(OWNER, "stable", spec_model(raw), "abc123", 4)
+    deployment = build(spec_model(raw), "stable", "abc123", 4)
     assert deployment["metadata"]["name"] == "fraud-scorer-stable"
     assert deployment["metadata"]["namespace"] == "risk"
     (ref,) = deployment["metadata"]["ownerReferences"]
@@ -32,7 +45,7 @@ def test_user_template_is_passed_through_untouched_apart_from_labels():
     raw = spec_dict()
     raw["template"]["spec"]["containers"][0]["env"] = [{"name": "MODE", "value": "strict"}]
     raw["template"]["spec"]["nodeSelector"] = {"gpu": "a100"}
-    deployment = workloads.build_deployment(OWNER, "canary", spec_model(raw), "r", 1)
+    deployment = build(spec_model(raw), "canary", "r", 1)
     pod_spec = deployment["spec"]["template"]["spec"]
     assert pod_spec["nodeSelector"] == {"gpu": "a100"}
     assert pod_spec["containers"][0]["env"] == [{"name": "MODE", "value": "strict"}]

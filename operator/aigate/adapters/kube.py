@@ -8,6 +8,7 @@ resourceVersion the decision was made from (a 409 means "decide again", never "o
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from typing import Any
@@ -118,6 +119,17 @@ class KubeAdapter:
             return None
         meta = deployment.metadata
         status = deployment.status
+        if meta.deletion_timestamp is not None:
+            # Being deleted (a cancelled canary): report it, but never as a usable workload.
+            return WorkloadState(
+                revision="",
+                version="",
+                replicas=0,
+                ready_replicas=status.ready_replicas or 0,
+                updated_replicas=0,
+                total_replicas=status.replicas or 0,
+                observed_current=False,
+            )
         return WorkloadState(
             revision=(meta.annotations or {}).get(LABEL_REVISION, ""),
             version=(meta.labels or {}).get(LABEL_VERSION, ""),
@@ -126,6 +138,7 @@ class KubeAdapter:
             updated_replicas=status.updated_replicas or 0,
             total_replicas=status.replicas or 0,
             observed_current=(status.observed_generation or 0) >= (meta.generation or 0),
+            template=self.api_client.sanitize_for_serialization(deployment.spec.template),
         )
 
     def apply(self, manifest: dict[str, Any]) -> None:
@@ -156,6 +169,38 @@ class KubeAdapter:
                 raise ValueError(f"aigate applies Deployments and Services, not {kind}")
         except ApiException as error:
             raise _translate(error, f"apply {kind} {namespace}/{name}") from error
+
+    def scale(self, namespace: str, name: str, replicas: int) -> None:
+        try:
+            self.apps.patch_namespaced_deployment(
+                name,
+                namespace,
+                {"spec": {"replicas": replicas}},
+                field_manager=FIELD_MANAGER,
+                _content_type=_MERGE,
+            )
+        except ApiException as error:
+            raise _translate(error, f"scale Deployment {namespace}/{name}") from error
+
+    def delete(self, namespace: str, name: str) -> None:
+        """Deletes a Deployment we own; its pods go first (foreground), so "gone" means gone."""
+        try:
+            self.apps.delete_namespaced_deployment(name, namespace, propagation_policy="Foreground")
+        except ApiException as error:
+            if error.status == 404:
+                return
+            raise _translate(error, f"delete Deployment {namespace}/{name}") from error
+
+    def read_secret_key(self, namespace: str, name: str, key: str) -> str:
+        """One key of a Secret, decoded. The value is never logged."""
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as error:
+            raise _translate(error, f"read Secret {namespace}/{name}") from error
+        data = secret.data or {}
+        if key not in data:
+            raise RejectedError(f"Secret {namespace}/{name} has no key {key!r}")
+        return base64.b64decode(data[key]).decode()
 
 
 def _owned_by(metadata: Any, owner: Owner) -> bool:

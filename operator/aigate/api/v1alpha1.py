@@ -289,6 +289,73 @@ class ApplyError(schema.BaseModel):
     message: str
 
 
+Verdict = Literal["Pass", "Fail", "Inconclusive"]
+
+
+class MeasurementRecord(schema.BaseModel):
+    """One metric measured once: the evidence a stage decision rests on."""
+
+    metric: str
+    track: str
+    query: str = Field(..., description="The query as sent, placeholders resolved.")
+    value: str = Field(
+        "", description="The value read, as text (NaN and Inf included); empty if none."
+    )
+    threshold: str = Field("", description="What would pass, e.g. '<= 0.01'.")
+    verdict: Verdict
+    reason: str = ""
+    time: str = Field(..., description="The evaluation time the query was pinned to.")
+
+
+class MetricCounters(schema.BaseModel):
+    measurements: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    consecutive_inconclusive: int = 0
+    last: schema.Optional[MeasurementRecord] = None
+
+
+class AnalysisState(schema.BaseModel):
+    """Counters of the running analysis (a canary stage or the post-promotion watch)."""
+
+    track: str = ""
+    started_at: str = ""
+    last_measured_at: str = ""
+    paused_at: str = ""
+    metrics: dict[str, MetricCounters] = Field(default_factory=dict)
+
+
+class StableSnapshot(schema.BaseModel):
+    """The version that served before the last promotion: what a post-promotion rollback restores."""
+
+    revision: str
+    version: str
+    template: schema.Dict[str, schema.Any] = Field(default_factory=dict)
+
+
+class HandledRequest(schema.BaseModel):
+    value: str
+    handled_at: str
+    by: str = ""
+    outcome: str = ""
+
+
+class Requests(schema.BaseModel):
+    """The last value of each request annotation the operator acted on."""
+
+    promote: schema.Optional[HandledRequest] = None
+    abort: schema.Optional[HandledRequest] = None
+    retry: schema.Optional[HandledRequest] = None
+
+
+class RollbackState(schema.BaseModel):
+    reason: str
+    message: str
+    revision: str = Field(..., description="The revision being rolled back.")
+    to_revision: str = Field(..., description="The revision restored.")
+    started_at: str
+
+
 class HistoryEntry(schema.BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -297,8 +364,10 @@ class HistoryEntry(schema.BaseModel):
     to_phase: str = ""
     revision: str = ""
     version: str = ""
+    stage: str = ""
     reason: str = ""
     message: str = ""
+    evidence: list[MeasurementRecord] = Field(default_factory=list)
 
 
 class AIDeploymentStatus(schema.BaseModel):
@@ -313,9 +382,22 @@ class AIDeploymentStatus(schema.BaseModel):
     stable_revision: str = ""
     stable_version: str = ""
     canary_revision: str = ""
+    canary_version: str = ""
     ready_replicas: int = 0
+    canary_ready_replicas: int = 0
+    stage_index: int = 0
+    stage_started_at: str = ""
+    stage_ready_at: str = ""
+    promoted_at: str = ""
+    monitor_until: str = ""
+    previous_stable: schema.Optional[StableSnapshot] = None
+    rolled_back_revision: str = ""
+    rollback: schema.Optional[RollbackState] = None
     approval: schema.Optional[ApprovalRecord] = None
     apply_error: schema.Optional[ApplyError] = None
+    requests: Requests = Field(default_factory=Requests)
+    analysis: schema.Optional[AnalysisState] = None
+    recent_measurements: list[MeasurementRecord] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list)
 
@@ -334,6 +416,7 @@ class AIDeployment(
         {"name": "Stage", "type": "string", "jsonPath": ".status.stage"},
         {"name": "Weight", "type": "integer", "jsonPath": ".status.canaryWeight"},
         {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
+        {"name": "Canary", "type": "integer", "jsonPath": ".status.canaryReadyReplicas"},
         {"name": "Approved-By", "type": "string", "jsonPath": ".status.approval.approvedBy"},
     ],
 ):

@@ -53,24 +53,25 @@ def selector_labels(owner_name: str, track: Track) -> dict[str, str]:
 def build_deployment(
     owner: Owner,
     track: Track,
-    spec: AIDeploymentSpec,
+    *,
+    model_name: str,
+    version: str,
     revision: str,
+    template: dict[str, Any],
     replicas: int,
 ) -> dict[str, Any]:
-    """The Deployment running `spec`'s template (of `revision`) on `track`."""
+    """The Deployment running `template` (of `revision`) on `track`."""
     identity = {
         MANAGED_BY: OPERATOR_NAME,
         LABEL_OWNER: owner.name,
         LABEL_TRACK: track,
         LABEL_REVISION: revision,
-        LABEL_VERSION: spec.model.version,
-        LABEL_MODEL: spec.model.name,
+        LABEL_VERSION: version,
+        LABEL_MODEL: model_name,
     }
-    template = copy.deepcopy(
-        spec.template.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    )
-    metadata = template.setdefault("metadata", {})
-    metadata["labels"] = {**metadata.get("labels", {}), **identity}
+    pod_template = copy.deepcopy(template)
+    metadata = pod_template.setdefault("metadata", {})
+    metadata["labels"] = {**(metadata.get("labels") or {}), **identity}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -89,7 +90,7 @@ def build_deployment(
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"},
             },
-            "template": template,
+            "template": pod_template,
         },
     }
 

@@ -1,0 +1,120 @@
+"""Prometheus queries through prometheus-api-client: pinned instants, timeouts, no retries.
+
+Synchronous; the reconciler runs it with asyncio.to_thread. Every failure becomes a
+QueryOutcome with an error text (never an exception, never a cached value): "Prometheus
+is down" is an input to decide(), which judges it inconclusive.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from aigate.api.durations import parse_duration
+from aigate.api.v1alpha1 import PrometheusSpec
+from aigate.core.analysis import MeasurementPlan, Measurements, MetricResult
+from aigate.core.verdict import QueryOutcome
+
+_MAX_ERROR = 300
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Read from Secrets by the reconciler; never logged."""
+
+    bearer_token: str = ""
+    ca_pem: str = ""
+
+
+def redact_url(url: str) -> str:
+    """The URL without user:password, for messages."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        parts = parts._replace(netloc=f"***@{host}")
+    return urlunsplit(parts)
+
+
+def measure(plan: MeasurementPlan, spec: PrometheusSpec, credentials: Credentials) -> Measurements:
+    timeout = max(parse_duration(spec.timeout).total_seconds(), 0.1)
+    ca_file = None
+    session = requests.Session()
+    try:
+        if spec.insecure_skip_verify:
+            session.verify = False
+        elif credentials.ca_pem:
+            handle, ca_file = tempfile.mkstemp(prefix="aigate-ca-", suffix=".pem")
+            with os.fdopen(handle, "w") as stream:
+                stream.write(credentials.ca_pem)
+            session.verify = ca_file
+        # One attempt per interval: the next interval is the retry, and a down Prometheus
+        # must not stall the reconcile.
+        session.mount("http://", HTTPAdapter(max_retries=Retry(total=0)))
+        session.mount("https://", HTTPAdapter(max_retries=Retry(total=0)))
+        headers = (
+            {"Authorization": f"Bearer {credentials.bearer_token}"}
+            if credentials.bearer_token
+            else None
+        )
+        client = PrometheusConnect(
+            url=spec.url, headers=headers, session=session, timeout=timeout, retry=Retry(total=0)
+        )
+        at = plan.at.timestamp()
+        results = []
+        for planned in plan.queries:
+            outcome = _query(client, planned.query, at, timeout, spec.url)
+            guard = (
+                _query(client, planned.guard_query, at, timeout, spec.url)
+                if planned.guard_query
+                else None
+            )
+            results.append(MetricResult(planned.metric, planned.query, outcome, guard))
+        return Measurements(track=plan.track, at=plan.at, results=tuple(results))
+    finally:
+        session.close()
+        if ca_file:
+            os.unlink(ca_file)
+
+
+def _query(
+    client: PrometheusConnect, query: str, at: float, timeout: float, url: str
+) -> QueryOutcome:
+    try:
+        data = client.custom_query(
+            query, params={"time": f"{at:.3f}", "timeout": f"{timeout:g}s"}, timeout=timeout
+        )
+    except PrometheusApiClientException as error:
+        return QueryOutcome.failed(_short(f"Prometheus at {redact_url(url)} answered {error}"))
+    except requests.exceptions.Timeout:
+        return QueryOutcome.failed(f"Prometheus at {redact_url(url)} timed out after {timeout:g}s")
+    except requests.exceptions.RequestException as error:
+        return QueryOutcome.failed(
+            _short(f"Prometheus at {redact_url(url)} unreachable: {type(error).__name__}")
+        )
+    except ValueError as error:  # a body that is not JSON
+        return QueryOutcome.failed(_short(f"unreadable answer from Prometheus: {error}"))
+    return _samples(data)
+
+
+def _samples(data: Any) -> QueryOutcome:
+    """An instant vector's values, or a scalar's one value."""
+    try:
+        if isinstance(data, list) and len(data) == 2 and not isinstance(data[0], dict):
+            return QueryOutcome(samples=(float(data[1]),))  # scalar: [time, "value"]
+        return QueryOutcome(samples=tuple(float(series["value"][1]) for series in data))
+    except (TypeError, KeyError, IndexError, ValueError) as error:
+        return QueryOutcome.failed(_short(f"unexpected result shape ({error}): {data!r}"))
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"

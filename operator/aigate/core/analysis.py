@@ -1,0 +1,215 @@
+"""Analysis of a running stage: which queries to run, and what their results add up to.
+
+Queries are templated with the resource's name, namespace, revision, version and track;
+each value is escaped for a PromQL string literal, so no name can inject PromQL. Counters
+live in status (AnalysisState), so a restarted operator continues the same count.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from aigate.api.v1alpha1 import (
+    AnalysisSpec,
+    AnalysisState,
+    MeasurementRecord,
+    MetricCounters,
+    MetricSpec,
+)
+from aigate.core.verdict import QueryOutcome, judge, threshold_text
+
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z]+)\s*\}\}")
+PLACEHOLDERS = frozenset({"name", "namespace", "revision", "version", "track"})
+
+
+def escape_label_value(value: str) -> str:
+    """Escapes a value for use inside a double-quoted PromQL string."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def unknown_placeholders(query: str) -> set[str]:
+    return {name for name in PLACEHOLDER.findall(query) if name not in PLACEHOLDERS}
+
+
+def render_query(template: str, values: dict[str, str]) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise ValueError(f"unknown placeholder {{{{{name}}}}}; known: {sorted(PLACEHOLDERS)}")
+        return escape_label_value(values[name])
+
+    return PLACEHOLDER.sub(substitute, template)
+
+
+@dataclass(frozen=True)
+class PlannedQuery:
+    metric: str
+    query: str
+    guard_query: str | None
+
+
+@dataclass(frozen=True)
+class MeasurementPlan:
+    """Queries due now, all to be evaluated at the same instant `at`."""
+
+    track: str
+    at: datetime
+    queries: tuple[PlannedQuery, ...]
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    metric: str
+    query: str
+    outcome: QueryOutcome
+    guard: QueryOutcome | None = None
+
+
+@dataclass(frozen=True)
+class Measurements:
+    track: str
+    at: datetime
+    results: tuple[MetricResult, ...]
+
+
+def plan_queries(
+    analysis: AnalysisSpec, *, name: str, namespace: str, revision: str, version: str, track: str
+) -> tuple[PlannedQuery, ...]:
+    values = {
+        "name": name,
+        "namespace": namespace,
+        "revision": revision,
+        "version": version,
+        "track": track,
+    }
+    return tuple(
+        PlannedQuery(
+            metric=metric.name,
+            query=render_query(metric.query, values),
+            guard_query=(
+                render_query(metric.traffic_guard.query, values) if metric.traffic_guard else None
+            ),
+        )
+        for metric in analysis.metrics
+    )
+
+
+def format_value(value: float | None) -> str:
+    if value is None:
+        return ""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return format(value, ".6g")
+
+
+def record_measurements(
+    state: AnalysisState, analysis: AnalysisSpec, measurements: Measurements, at_iso: str
+) -> tuple[AnalysisState, list[MeasurementRecord]]:
+    """Judges each result and adds it to the counters. Metrics without a result (should not
+    happen) count as inconclusive: absence is never a pass."""
+    state = state.model_copy(deep=True)
+    by_metric = {result.metric: result for result in measurements.results}
+    records: list[MeasurementRecord] = []
+    for metric in analysis.metrics:
+        result = by_metric.get(metric.name) or MetricResult(
+            metric.name, "", QueryOutcome.failed("no result recorded for this metric")
+        )
+        judgement = judge(metric, result.outcome, result.guard)
+        record = MeasurementRecord(
+            metric=metric.name,
+            track=measurements.track,
+            query=result.query,
+            value=format_value(judgement.value),
+            threshold=threshold_text(metric),
+            verdict=judgement.verdict,
+            reason=judgement.reason,
+            time=at_iso,
+        )
+        counters = state.metrics.get(metric.name, MetricCounters()).model_copy()
+        counters.measurements += 1
+        counters.last = record
+        if judgement.verdict == "Fail":
+            counters.failures += 1
+            counters.consecutive_failures += 1
+            counters.consecutive_inconclusive = 0
+        elif judgement.verdict == "Inconclusive":
+            counters.consecutive_inconclusive += 1
+        else:
+            counters.consecutive_failures = 0
+            counters.consecutive_inconclusive = 0
+        state.metrics[metric.name] = counters
+        records.append(record)
+    state.last_measured_at = at_iso
+    return state, records
+
+
+@dataclass(frozen=True)
+class AnalysisStanding:
+    """What the counters say, most serious first."""
+
+    breach: str  # non-empty: a limit that triggers rollback was exceeded, and how
+    breach_evidence: MeasurementRecord | None
+    inconclusive: str  # non-empty: analysis cannot conclude (→ Paused)
+    all_passing: bool  # every metric measured at least once and its latest verdict is Pass
+
+
+def standing(state: AnalysisState, analysis: AnalysisSpec) -> AnalysisStanding:
+    breach, evidence, inconclusive = "", None, ""
+    for metric in analysis.metrics:
+        counters = state.metrics.get(metric.name, MetricCounters())
+        last = counters.last
+        if not breach and counters.failures > analysis.failure_limit:
+            breach, evidence = (
+                _breach_text(
+                    metric, counters, "failureLimit", analysis.failure_limit, counters.failures
+                ),
+                last,
+            )
+        limit = analysis.consecutive_failure_limit
+        if not breach and limit is not None and counters.consecutive_failures >= limit:
+            breach, evidence = (
+                _breach_text(
+                    metric,
+                    counters,
+                    "consecutiveFailureLimit",
+                    limit,
+                    counters.consecutive_failures,
+                ),
+                last,
+            )
+        if not inconclusive and counters.consecutive_inconclusive > analysis.inconclusive_limit:
+            reason = last.reason if last else "no measurement"
+            inconclusive = (
+                f"metric {metric.name}: {counters.consecutive_inconclusive} inconclusive "
+                f"measurements in a row (inconclusiveLimit {analysis.inconclusive_limit}); "
+                f"last: {reason}"
+            )
+    all_passing = all(
+        (c := state.metrics.get(m.name)) is not None
+        and c.last is not None
+        and c.last.verdict == "Pass"
+        for m in analysis.metrics
+    )
+    return AnalysisStanding(breach, evidence, inconclusive, all_passing and not breach)
+
+
+def _breach_text(
+    metric: MetricSpec, counters: MetricCounters, limit_name: str, limit: int, count: int
+) -> str:
+    last = counters.last
+    value = f"value {last.value}" if last and last.value else (last.reason if last else "")
+    return (
+        f"metric {metric.name} failed {count} time(s), over {limit_name} {limit}: "
+        f"last {value}, threshold {threshold_text(metric)}"
+    )
+
+
+def latest_evidence(state: AnalysisState | None) -> list[MeasurementRecord]:
+    if state is None:
+        return []
+    return [c.last for c in state.metrics.values() if c.last is not None]
