@@ -29,7 +29,7 @@ cluster-down: ## stop every process cluster-up started
 	@$(PY) -m localcluster down --state-dir $(CLUSTER_DIR)
 
 test: venv binaries lint check-crds ## all tests: unit, then integration against a real control plane
-	$(PY) -m pytest tests/unit tests/integration
+	$(PY) -m pytest tests/unit tests/integration tests/e2e
 
 test-unit: venv ## unit and property tests of the pure core (no cluster)
 	$(PY) -m pytest tests/unit
@@ -45,8 +45,7 @@ check-crds: venv ## fail if crds/ differs from what the models generate
 	$(PY) -m aigate.crdgen --check crds/
 
 demo: venv binaries ## the operator's main job, end to end, on a local control plane it starts
-	@echo "make demo arrives with the canary engine (issue: Canary engine). Not yet implemented." >&2
-	@exit 1
+	@$(PY) hack/demo.py
 
 clean: cluster-down ## stop the cluster and remove the venv (the binary cache stays)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -682,6 +682,29 @@ def _serving(d: _Draft, stable: WorkloadState) -> None:
                 reason="Promoting",
                 message=f"promoting revision {d.revision}: stable {ready}",
             )
+        elif stable.replicas != replicas:
+            d.kstatus(
+                ready=False,
+                reconciling=True,
+                stalled=False,
+                reason="Scaling",
+                message=f"version {spec.model.version} (revision {d.revision}): {ready}",
+            )
+            d.transition(
+                "Progressing",
+                "Scaling",
+                f"scaling version {spec.model.version} to {replicas} replicas",
+            )
+        elif d.status.phase == "Stable":
+            # Pods lost (evicted, node gone): the Deployment controller replaces them. Not a
+            # change of phase, but not Ready either.
+            d.kstatus(
+                ready=False,
+                reconciling=True,
+                stalled=False,
+                reason="Unavailable",
+                message=f"version {spec.model.version} (revision {d.revision}): only {ready}",
+            )
         else:
             d.kstatus(
                 ready=False,
@@ -690,12 +713,6 @@ def _serving(d: _Draft, stable: WorkloadState) -> None:
                 reason="Deploying",
                 message=f"version {spec.model.version} (revision {d.revision}): {ready}",
             )
-            if d.status.phase not in ("Progressing",):
-                d.transition(
-                    "Progressing",
-                    "Scaling",
-                    f"scaling version {spec.model.version} to {replicas} replicas",
-                )
         d.requeue_within(REQUEUE_WHILE_CHANGING)
         return
     _remove_canary(d)

@@ -1,0 +1,341 @@
+"""`make demo`: aigate's main job, end to end, on a local control plane it starts itself.
+
+It never touches the cluster your KUBECONFIG names: it starts its own (etcd, kube-apiserver,
+controllers, kwok fake nodes, Prometheus and a stand-in model-server exporter), runs the
+operator against it, tells the story below, and cleans everything up.
+
+  1. an AIDeployment is refused: no approval, no workload
+  2. an approver approves it: the first version is deployed
+  3. version 2.5.0, healthy, goes through the canary stages with live metric values
+  4. version 2.6.0's canary breaches its error-rate threshold and is rolled back
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client, config
+
+from aigate.api.v1alpha1 import AIDeploymentSpec
+from aigate.core.revision import compute_revision
+from localcluster import LocalCluster
+from localcluster.exporter import set_values
+from localcluster.processes import Process, free_port, http_ok
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME, NAMESPACE = "fraud-scorer", "risk-ml"
+GROUP, VERSION, PLURAL = "aigate.dev", "v1alpha1", "aideployments"
+START = time.monotonic()
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def step(number: int, title: str) -> None:
+    say()
+    say(
+        f"━━ {number}. {title} "
+        + "━" * max(0, 70 - len(title))
+        + f" [{time.monotonic() - START:5.1f}s]"
+    )
+
+
+def manifest(prometheus_url: str, version: str) -> dict[str, Any]:
+    selector = 'aideployment="{{name}}",namespace="{{namespace}}",track="{{track}}"'
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "AIDeployment",
+        "metadata": {"name": NAME, "namespace": NAMESPACE},
+        "spec": {
+            "model": {
+                "name": NAME,
+                "version": version,
+                "riskTier": "high",
+                "owner": "team-risk-ml",
+                "intendedUse": "Score card-not-present transactions for fraud review.",
+                "limitations": ["Not validated for gambling merchants."],
+            },
+            "replicas": 4,
+            "template": {
+                "spec": {"containers": [{"name": "server", "image": f"fraud-scorer:{version}"}]}
+            },
+            "service": {"port": 8080},
+            "rollout": {
+                "progressDeadline": "60s",
+                "stages": [
+                    {"name": "canary-10", "weight": 10, "duration": "6s"},
+                    {"name": "canary-50", "weight": 50, "duration": "6s"},
+                    {"name": "full", "weight": 100, "duration": "3s"},
+                ],
+                "analysis": {
+                    "prometheus": {"url": prometheus_url, "timeout": "2s"},
+                    "interval": "2s",
+                    "failureLimit": 1,
+                    "inconclusiveLimit": 3,
+                    "metrics": [
+                        {
+                            "name": "error-rate",
+                            "query": f"model_error_rate{{{selector}}}",
+                            "max": 0.01,
+                        },
+                        {
+                            "name": "p99-latency-seconds",
+                            "query": f"model_latency_p99_seconds{{{selector}}}",
+                            "max": 0.25,
+                        },
+                    ],
+                },
+            },
+        },
+    }
+
+
+class Demo:
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+        self.api = config.new_client_from_config(config_file=cluster.info.kubeconfig)
+        self.custom = client.CustomObjectsApi(self.api)
+        self.apps = client.AppsV1Api(self.api)
+
+    def kubectl(self, *args: str, user: str = "admin") -> str:
+        return self.cluster.kubectl(*args, user=user)
+
+    def show(self, *args: str) -> None:
+        say(f"$ kubectl {' '.join(args)}")
+        for line in self.kubectl(*args).rstrip().splitlines():
+            say(f"  {line}")
+
+    def aid(self) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, NAME)
+
+    def status(self) -> dict[str, Any]:
+        return self.aid().get("status") or {}
+
+    def condition(self, type_: str) -> dict[str, Any]:
+        return next((c for c in self.status().get("conditions", []) if c["type"] == type_), {})
+
+    def apply(self, body: dict[str, Any]) -> None:
+        path = Path(self.cluster.state_dir) / "demo-aid.yaml"
+        path.write_text(yaml.safe_dump(body))
+        self.show("apply", "-f", str(path))
+
+    def metrics(self, track: str, error: float, latency: float) -> None:
+        labels = {"aideployment": NAME, "namespace": NAMESPACE, "track": track}
+        set_values(
+            self.cluster.info.exporter_url,
+            [
+                {"name": "model_error_rate", "labels": labels, "value": error},
+                {"name": "model_latency_p99_seconds", "labels": labels, "value": latency},
+            ],
+        )
+
+    def wait(
+        self,
+        what: str,
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout: float = 120,
+        narrate: bool = False,
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last_line = ""
+        while True:
+            status = self.status()
+            if narrate:
+                line = self.progress_line(status)
+                if line != last_line:
+                    say(f"  {line}")
+                    last_line = line
+            if predicate(status):
+                return status
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"demo: timed out waiting for {what}; status: {status}")
+            time.sleep(0.5)
+
+    @staticmethod
+    def progress_line(status: dict[str, Any]) -> str:
+        phase = status.get("phase", "")
+        stage = status.get("stage") or "-"
+        weight = status.get("canaryWeight", 0)
+        metrics = (status.get("analysis") or {}).get("metrics") or {}
+        values = ", ".join(
+            f"{name} {m['last']['value']} {m['last']['verdict'].lower()}"
+            for name, m in metrics.items()
+            if m.get("last")
+        )
+        return (
+            f"{phase:<12} stage {stage:<10} weight {weight:>3}%  stable {status.get('readyReplicas', 0)} "
+            f"canary {status.get('canaryReadyReplicas', 0)} ready  {values}"
+        ).rstrip()
+
+    def approve(self, body: dict[str, Any]) -> str:
+        revision = compute_revision(AIDeploymentSpec.model_validate(body["spec"]))
+        now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        self.show(
+            "annotate",
+            "-n",
+            NAMESPACE,
+            "--overwrite",
+            f"aid/{NAME}",
+            "aigate.dev/approved-by=jane@example.com",
+            f"aigate.dev/approved-at={now}",
+            f"aigate.dev/approved-revision={revision}",
+            "aigate.dev/risk-acceptance=RISK-1234",
+            "aigate.dev/risk-accepted-by=ciso@example.com",
+        )
+        return revision
+
+    def history(self, revision: str | None = None) -> None:
+        say("  history:")
+        for entry in self.status().get("history", []):
+            if revision and entry.get("revision") != revision:
+                continue
+            evidence = "; ".join(
+                f"{e['metric']}={e['value']} {e['verdict']}" for e in entry.get("evidence", [])
+            )
+            say(
+                f"    {entry['time'][11:19]}  {entry['toPhase']:<16} {entry['reason']:<22} {entry['message'][:90]}"
+            )
+            if evidence:
+                say(f"    {'':8}  {'':16} evidence: {evidence}")
+
+
+def run(demo: Demo) -> None:
+    prometheus = demo.cluster.info.prometheus_url
+    demo.metrics("stable", 0.002, 0.09)
+    demo.metrics("canary", 0.002, 0.09)
+
+    step(1, "An AIDeployment without approval is refused")
+    v1 = manifest(prometheus, "2.4.0")
+    demo.apply(v1)
+    status = demo.wait("AwaitingApproval", lambda s: s.get("phase") == "AwaitingApproval")
+    demo.show("get", "aid", "-n", NAMESPACE)
+    say("  why (condition Stalled):")
+    for reason in demo.condition("Authorized")["message"].split("; "):
+        say(f"    - {reason}")
+    deployments = demo.apps.list_namespaced_deployment(NAMESPACE).items
+    say(f"  Deployments created: {len(deployments)} — nothing runs without approval.")
+    say(
+        f"  The approval must name revision {status['revision']} "
+        f"(`aigate revision -f manifest.yaml` computes it offline)."
+    )
+
+    step(2, "An approver approves version 2.4.0: it becomes the stable version")
+    demo.approve(v1)
+    demo.wait("Stable", lambda s: s.get("phase") == "Stable", narrate=True)
+    demo.show("get", "aid", "-n", NAMESPACE)
+    demo.show("get", "pods", "-n", NAMESPACE, "-L", "aigate.dev/track,aigate.dev/version")
+
+    step(3, "Version 2.5.0 (healthy) goes through canary stages, judged by Prometheus")
+    v2 = manifest(prometheus, "2.5.0")
+    demo.apply(v2)
+    demo.wait(
+        "AwaitingApproval", lambda s: s.get("phase") == "AwaitingApproval" and s.get("revision")
+    )
+    say("  the new version needs its own approval; 2.4.0 keeps serving meanwhile")
+    r2 = demo.approve(v2)
+    demo.wait(
+        "2.5.0 stable",
+        lambda s: s.get("phase") == "Stable" and s.get("stableRevision") == r2,
+        narrate=True,
+    )
+    demo.show("get", "aid", "-n", NAMESPACE)
+    demo.history(r2)
+
+    step(4, "Version 2.6.0's canary breaches the error-rate threshold: automatic rollback")
+    demo.metrics("canary", 0.07, 0.11)
+    say("  (the stand-in model server now reports a 7% error rate for the canary track)")
+    v3 = manifest(prometheus, "2.6.0")
+    demo.apply(v3)
+    demo.wait(
+        "AwaitingApproval",
+        lambda s: s.get("phase") == "AwaitingApproval" and s.get("revision") != r2,
+    )
+    r3 = demo.approve(v3)
+    demo.wait("RolledBack", lambda s: s.get("phase") == "RolledBack", narrate=True)
+    demo.wait("canary removed", lambda s: s.get("canaryReadyReplicas", 0) == 0)
+    demo.show("get", "aid", "-n", NAMESPACE)
+    demo.show("get", "pods", "-n", NAMESPACE, "-L", "aigate.dev/track,aigate.dev/version")
+    demo.history(r3)
+    say("  events:")
+    events = (
+        client.CoreV1Api(demo.api)
+        .list_namespaced_event(NAMESPACE, field_selector=f"involvedObject.name={NAME}")
+        .items
+    )
+    for event in sorted(events, key=lambda e: e.metadata.creation_timestamp)[-6:]:
+        say(f"    {event.type:<8} {event.reason:<22} {event.message[:100]}")
+    say()
+    say(
+        f"Done in {time.monotonic() - START:.0f}s: 2.5.0 serves at full strength; 2.6.0 was rolled "
+        f"back and will not be retried until its spec changes or aigate.dev/retry is set."
+    )
+
+
+def main() -> int:
+    say(
+        "aigate demo: starting a local control plane (etcd, kube-apiserver, controllers, kwok, "
+        "Prometheus)…"
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="aigate-demo-") as tmp,
+        LocalCluster.start(Path(tmp) / "cluster") as cluster,
+    ):
+        say(
+            f"  ready in {time.monotonic() - START:.1f}s; API server {cluster.info.apiserver_url}, "
+            f"Prometheus {cluster.info.prometheus_url}"
+        )
+        cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+        cluster.kubectl("wait", "--for=condition=Established", "crd/aideployments.aigate.dev")
+        cluster.kubectl("create", "namespace", NAMESPACE)
+        health = free_port()
+        operator = Process(
+            "aigate-operator",
+            [
+                sys.executable,
+                "-m",
+                "aigate.cli",
+                "run",
+                "--metrics-port=0",
+                f"--health-port={health}",
+                "--bind-address=127.0.0.1",
+            ],
+            Path(tmp) / "operator.log",
+            dict(os.environ, KUBECONFIG=cluster.info.kubeconfig),
+        )
+        operator.start()
+        try:
+            operator.wait_ready(
+                lambda: http_ok(f"http://127.0.0.1:{health}/healthz"), 60, "healthy"
+            )
+            say("  operator running (`aigate run`), logs: JSON lines")
+            # The namespace's default ServiceAccount must exist before pods can be created.
+            deadline = time.monotonic() + 60
+            while not cluster.kubectl(
+                "get", "serviceaccount", "default", "-n", NAMESPACE, check=False
+            ):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("default ServiceAccount never appeared")
+                time.sleep(0.3)
+            run(Demo(cluster))
+        except (RuntimeError, subprocess.CalledProcessError):
+            say("\n--- operator log (last lines) ---")
+            say(operator.log_tail(40))
+            raise
+        finally:
+            operator.stop()
+    say("Cleaned up: every process the demo started has stopped.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
