@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds (once) the binaries of the local control plane used by tests, demo and benchmarks:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok, from Go
-# modules through the Go module proxy, plus Prometheus extracted from Debian's package.
+# modules through the Go module proxy (and helm, for the chart tests), plus Prometheus
+# extracted from Debian's package.
 # Everything lands in a cache outside the repository, keyed by version, and is never rebuilt
 # once present. Prints the cache's bin directory on the last line of stdout.
 set -euo pipefail
@@ -26,7 +27,7 @@ build() {
     return
   fi
   local t0=$SECONDS
-  log "$name: building $package (first build only; the Kubernetes binaries take 15-40 min on 2 cores)"
+  log "$name: building $package (first build only: all binaries take about 6-10 min on 2 cores)"
   (cd "$HERE/tools/$module_dir" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" \
       -o "$BIN/.$name.partial" "$package")
   mv "$BIN/.$name.partial" "$BIN/$name"
@@ -46,6 +47,15 @@ build kwok kwok sigs.k8s.io/kwok/cmd/kwok "-s -w"
 for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   build "$cmd" kubernetes "k8s.io/kubernetes/cmd/$cmd" "$KUBE_LDFLAGS"
 done
+
+# helm, to render the chart in tests. Its version is stamped next to it, so changing
+# HELM_VERSION rebuilds helm alone.
+if [[ "$(cat "$BIN/helm.version" 2>/dev/null)" != "$HELM_VERSION" ]]; then
+  rm -f "$BIN/helm"
+fi
+build helm helm helm.sh/helm/v4/cmd/helm \
+  "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
+echo "$HELM_VERSION" > "$BIN/helm.version"
 
 # kwok refuses to start without Stages; keep the stage files next to the binary, so the
 # harness needs nothing from the Go module cache at run time.

@@ -95,6 +95,11 @@ def _query(
         )
     except PrometheusApiClientException as error:
         return QueryOutcome.failed(_short(f"Prometheus at {redact_url(url)} answered {error}"))
+    except requests.exceptions.SSLError as error:
+        return QueryOutcome.failed(
+            _short(f"Prometheus at {redact_url(url)}: TLS verification failed ({type(error).__name__}); "
+                   f"set prometheus.caSecret to its CA")
+        )
     except requests.exceptions.Timeout:
         return QueryOutcome.failed(f"Prometheus at {redact_url(url)} timed out after {timeout:g}s")
     except requests.exceptions.RequestException as error:

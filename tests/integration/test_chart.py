@@ -1,0 +1,158 @@
+"""The Helm chart: it lints, renders what production needs, and its RBAC is enough for the
+operator to do its whole job (the operator runs with the chart's ServiceAccount token)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aigate import crdgen
+from aigate.core.revision import compute_revision
+from localcluster.processes import Process, free_port, http_ok
+from support.factories import approval_annotations, spec_model
+from support.kube import Aid
+from support.scenarios import NAME, ModelServers, plan
+from support.waiting import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "aigate"
+RELEASE_NAMESPACE = "aigate-system"
+
+
+def helm(cluster, *args: str) -> str:
+    result = subprocess.run(
+        [str(cluster.bin / "helm"), *args], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def rendered(cluster, *sets: str) -> list[dict]:
+    out = helm(
+        cluster,
+        "template",
+        "aigate",
+        str(CHART),
+        "-n",
+        RELEASE_NAMESPACE,
+        *[arg for s in sets for arg in ("--set", s)],
+    )
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def by_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_chart_lints_and_renders_a_non_root_single_replica_operator(cluster):
+    helm(cluster, "lint", "--strict", str(CHART))
+    docs = rendered(cluster, "watchNamespaces={team-a,team-b}")
+    (deployment,) = by_kind(docs, "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert "--namespace=team-a" in container["args"] and "--namespace=team-b" in container["args"]
+
+
+def test_chart_crd_is_the_generated_one_and_survives_uninstall(cluster):
+    (crd,) = by_kind(rendered(cluster), "CustomResourceDefinition")
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    del crd["metadata"]["annotations"]
+    assert (
+        crd == crdgen.build_crd() | {"spec": crd["spec"]}
+        and crd["spec"] == yaml.safe_load(crdgen.render())["spec"]
+    )
+    assert not by_kind(rendered(cluster, "crds.install=false"), "CustomResourceDefinition")
+
+
+def test_rbac_reads_secrets_only_when_asked(cluster):
+    def secret_rules(docs):
+        (role,) = by_kind(docs, "ClusterRole")
+        return [r for r in role["rules"] if "secrets" in r["resources"]]
+
+    assert secret_rules(rendered(cluster)) == []
+    assert secret_rules(rendered(cluster, "rbac.readSecrets=true")) == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+    ]
+
+
+@pytest.fixture
+def chart_identity(cluster, tmp_path):
+    """The chart's ServiceAccount and RBAC applied; a kubeconfig holding its token."""
+    cluster.kubectl("create", "namespace", RELEASE_NAMESPACE, check=False)
+    docs = [
+        d
+        for d in rendered(cluster)
+        if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+    ]
+    manifest = tmp_path / "rbac.yaml"
+    manifest.write_text(yaml.safe_dump_all(docs))
+    cluster.kubectl("apply", "-f", str(manifest))
+    token = cluster.kubectl(
+        "create", "token", "aigate", "-n", RELEASE_NAMESPACE, "--duration=1h"
+    ).strip()
+    admin = yaml.safe_load(Path(cluster.info.kubeconfig).read_text())
+    admin["users"] = [{"name": "aigate-sa", "user": {"token": token}}]
+    admin["contexts"][0]["context"]["user"] = "aigate-sa"
+    kubeconfig = tmp_path / "kubeconfig-aigate-sa"
+    kubeconfig.write_text(yaml.safe_dump(admin))
+    yield kubeconfig
+    cluster.kubectl("delete", "-f", str(manifest), "--ignore-not-found")
+
+
+def test_operator_does_its_whole_job_with_only_the_charts_rbac(
+    cluster, api_client, namespace, operator, chart_identity, tmp_path
+):
+    operator.stop()  # one operator at a time: this one runs as the chart's ServiceAccount
+    health = free_port()
+    restricted = Process(
+        "aigate-chart-rbac",
+        [
+            sys.executable,
+            "-m",
+            "aigate.cli",
+            "run",
+            "--metrics-port=0",
+            f"--health-port={health}",
+            "--bind-address=127.0.0.1",
+        ],
+        tmp_path / "operator.log",
+        dict(os.environ, KUBECONFIG=str(chart_identity)),
+    )
+    restricted.start()
+    try:
+        restricted.wait_ready(lambda: http_ok(f"http://127.0.0.1:{health}/healthz"), 60, "healthy")
+        servers = ModelServers(cluster.info.exporter_url, namespace)
+        servers.set("stable", error=0.001)
+        servers.set("canary", error=0.5)
+        aid = Aid(api_client, namespace, NAME)
+        v1 = plan(cluster.info.prometheus_url, "2.4.0")
+        aid.create(v1)
+        wait_for(lambda: aid.phase() == "AwaitingApproval", timeout=60, what="refusal")
+        assert any(
+            "approved-by" in m for m in aid.event_messages("ApprovalRequired")
+        )  # Events allowed
+        now = datetime.now(UTC) - timedelta(seconds=5)
+        aid.annotate(approval_annotations(compute_revision(spec_model(v1)), now))
+        wait_for(lambda: aid.phase() == "Stable", timeout=120, what="v1 Stable")
+        v2 = plan(cluster.info.prometheus_url, "2.5.0")
+        aid.patch({"spec": v2})
+        aid.annotate(approval_annotations(compute_revision(spec_model(v2)), now))
+        wait_for(lambda: aid.phase() == "RolledBack", timeout=120, what="canary rolled back")
+        wait_for(lambda: not aid.pods("canary"), timeout=60, what="canary deleted")
+        log = (tmp_path / "operator.log").read_text()
+        assert "Forbidden" not in log and " 403" not in log, log[-3000:]
+    finally:
+        restricted.stop()
+        operator.start()
