@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/hack
 CLUSTER_DIR ?= /tmp/aigate-cluster
 
-.PHONY: help venv binaries cluster-up cluster-down test test-unit lint crds check-crds demo bench clean
+.PHONY: help venv binaries cluster-up cluster-down test test-unit lint crds check-crds demo bench kind-up clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -46,6 +46,13 @@ check-crds: venv ## fail if crds/ differs from what the models generate
 
 demo: venv binaries ## the operator's main job, end to end, on a local control plane it starts
 	@$(PY) hack/demo.py
+
+kind-up: ## (users with Docker only) a kind cluster with the CRD; never needed by tests or demo
+	@docker info >/dev/null 2>&1 || { echo "kind-up needs a running Docker engine; use make cluster-up instead" >&2; exit 1; }
+	@command -v kind >/dev/null || { echo "kind not found: go install sigs.k8s.io/kind@v0.33.0" >&2; exit 1; }
+	kind create cluster --name aigate
+	kubectl --context kind-aigate apply --server-side -f crds/
+	@echo "kind cluster ready: kubectl --context kind-aigate ...; run the operator with: aigate run"
 
 clean: cluster-down ## stop the cluster and remove the venv (the binary cache stays)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -297,3 +297,31 @@ def test_breach_during_post_promotion_watch_restores_previous_version(
     assert status["stableRevision"] == v1 and status["stableVersion"] == "2.4.0"
     assert status["rolledBackRevision"] == v2
     assert aid.event_messages("PostPromotionBreach")
+
+
+def test_prometheus_credentials_from_a_missing_secret_pause_with_the_reason(
+    cluster, api_client, namespace, servers, operator
+):
+    aid, _ = stable_v1(cluster, api_client, namespace)
+    spec = plan(cluster.info.prometheus_url, "2.5.0")
+    spec["rollout"]["analysis"]["prometheus"]["bearerTokenSecret"] = {
+        "name": "prom-token",
+        "key": "token",
+    }
+    aid.patch({"spec": spec})
+    approve(aid, spec)
+    wait_for(phase_is(aid, "Paused"), timeout=TIMEOUT, what="Paused without credentials")
+    message = aid.condition("Reconciling")["message"]
+    assert "credentials unavailable" in message and "prom-token" in message
+    # the Secret appears: the token is read and sent; this Prometheus ignores it, so data flows
+    from kubernetes import client
+
+    client.CoreV1Api(api_client).create_namespaced_secret(
+        namespace, {"metadata": {"name": "prom-token"}, "stringData": {"token": "not-logged"}}
+    )
+    wait_for(
+        lambda: aid.phase() == "Stable" and aid.status()["stableVersion"] == "2.5.0",
+        timeout=TIMEOUT,
+        what="Stable once the Secret exists",
+    )
+    assert "not-logged" not in operator.log_path.read_text()  # secrets never logged

@@ -310,3 +310,24 @@ def test_malformed_resources_are_rejected_by_the_api_server_naming_the_field(
 
 def test_now_helper_is_rfc3339():
     assert gate.parse_rfc3339(iso(datetime.now(UTC))) is not None
+
+
+def test_a_spec_the_schema_accepts_but_the_operator_cannot_use_fails_with_the_field(
+    api_client, namespace
+):
+    spec = spec_dict()
+    spec["rollout"]["analysis"]["metrics"][0]["query"] = 'errors{model="{{model}}"}'
+    aid = make(api_client, namespace, spec=spec)
+    wait_for(lambda: aid.phase() == "Failed", timeout=TIMEOUT, what="phase Failed")
+    stalled = aid.condition("Stalled")
+    assert stalled["reason"] == "InvalidSpec"
+    assert (
+        "spec.rollout.analysis.metrics[0].query" in stalled["message"]
+        and "model" in stalled["message"]
+    )
+    assert any(
+        "spec.rollout.analysis.metrics[0].query" in m for m in aid.event_messages("InvalidSpec")
+    )
+    holds_for(
+        lambda: not aid.deployments(), duration=3, what="nothing deployed for an invalid spec"
+    )
