@@ -26,7 +26,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "hack"), str(ROOT / "operator")]
 from kubernetes import client, config  # noqa: E402
 
 from localcluster import LocalCluster  # noqa: E402
-from localcluster.processes import Process, free_port, http_ok  # noqa: E402
+from localcluster.operator import OperatorProcess  # noqa: E402
 from support.factories import approval_annotations, spec_dict  # noqa: E402
 from support.kube import Aid  # noqa: E402
 from support.waiting import wait_for  # noqa: E402
@@ -48,26 +48,9 @@ def main() -> int:
             startup = time.monotonic() - t0
             cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
             cluster.kubectl("wait", "--for=condition=Established", "crd/aideployments.aigate.dev")
-            health = free_port()
-            operator = Process(
-                "operator",
-                [
-                    sys.executable,
-                    "-m",
-                    "aigate.cli",
-                    "run",
-                    "--metrics-port=0",
-                    f"--health-port={health}",
-                    "--bind-address=127.0.0.1",
-                ],
-                Path(tmp) / "operator.log",
-                dict(os.environ, KUBECONFIG=cluster.info.kubeconfig),
-            )
-            operator.start()
+            operator = OperatorProcess(cluster.info.kubeconfig, Path(tmp) / "operator.log")
             try:
-                operator.wait_ready(
-                    lambda: http_ok(f"http://127.0.0.1:{health}/healthz"), 60, "healthy"
-                )
+                operator.start()
                 api = config.new_client_from_config(config_file=cluster.info.kubeconfig)
                 refusals, deploys = [], []
                 for run in range(args.runs):

@@ -12,7 +12,6 @@ operator against it, tells the story below, and cleans everything up.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from aigate.api.v1alpha1 import AIDeploymentSpec
 from aigate.core.revision import compute_revision
 from localcluster import LocalCluster
 from localcluster.exporter import set_values
-from localcluster.processes import Process, free_port, http_ok
+from localcluster.operator import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME, NAMESPACE = "fraud-scorer", "risk-ml"
@@ -297,26 +296,9 @@ def main() -> int:
         cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
         cluster.kubectl("wait", "--for=condition=Established", "crd/aideployments.aigate.dev")
         cluster.kubectl("create", "namespace", NAMESPACE)
-        health = free_port()
-        operator = Process(
-            "aigate-operator",
-            [
-                sys.executable,
-                "-m",
-                "aigate.cli",
-                "run",
-                "--metrics-port=0",
-                f"--health-port={health}",
-                "--bind-address=127.0.0.1",
-            ],
-            Path(tmp) / "operator.log",
-            dict(os.environ, KUBECONFIG=cluster.info.kubeconfig),
-        )
-        operator.start()
+        operator = OperatorProcess(cluster.info.kubeconfig, Path(tmp) / "operator.log")
         try:
-            operator.wait_ready(
-                lambda: http_ok(f"http://127.0.0.1:{health}/healthz"), 60, "healthy"
-            )
+            operator.start()
             say("  operator running (`aigate run`), logs: JSON lines")
             # The namespace's default ServiceAccount must exist before pods can be created.
             deadline = time.monotonic() + 60

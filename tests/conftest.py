@@ -3,8 +3,6 @@ per session when a test first asks for it, and the real operator running against
 
 from __future__ import annotations
 
-import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,54 +61,10 @@ def namespace(cluster, api_client) -> Iterator[str]:
     core.delete_namespace(name)
 
 
-class OperatorProcess:
-    """`aigate run` as a user runs it: a separate process with the cluster's kubeconfig.
-    Tests may SIGKILL it and start it again (same log file, appended)."""
-
-    def __init__(self, kubeconfig: str, log_path: Path) -> None:
-        from localcluster.processes import free_port
-
-        self.kubeconfig = kubeconfig
-        self.log_path = log_path
-        self.health_port = free_port()
-        self.process = None
-
-    def start(self) -> None:
-        from localcluster.processes import Process, http_ok
-
-        env = dict(os.environ, KUBECONFIG=self.kubeconfig)
-        self.process = Process(
-            "aigate-operator",
-            [
-                sys.executable,
-                "-m",
-                "aigate.cli",
-                "run",
-                "--metrics-port=0",
-                f"--health-port={self.health_port}",
-                "--bind-address=127.0.0.1",
-            ],
-            self.log_path,
-            env,
-        )
-        self.process.start()
-        self.process.wait_ready(
-            lambda: http_ok(f"http://127.0.0.1:{self.health_port}/healthz"), 60, "healthy"
-        )
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no goodbye, as when a node dies."""
-        assert self.process is not None and self.process.popen is not None
-        self.process.popen.kill()
-        self.process.popen.wait(30)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-
-
 @pytest.fixture(scope="session")
-def operator(cluster, crd_installed, tmp_path_factory) -> Iterator[OperatorProcess]:
+def operator(cluster, crd_installed, tmp_path_factory) -> Iterator[object]:
+    from localcluster.operator import OperatorProcess
+
     running = OperatorProcess(
         cluster.info.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log"
     )

@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = [str(p) for p, text in outputs.items() if not p.exists() or p.read_text() != text]
         if stale:
-            print(f"{', '.join(stale)} out of date with the models: run `make crds`", file=sys.stderr)
+            print(
+                f"{', '.join(stale)} out of date with the models: run `make crds`", file=sys.stderr
+            )
             return 1
         return 0
     for path, text in outputs.items():

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from aigate.adapters import prometheus
 from aigate.adapters.kube import KubeAdapter, RejectedError, TransientError
-from aigate.api.v1alpha1 import AIDeploymentSpec, AIDeploymentStatus
+from aigate.api.v1alpha1 import AIDeploymentSpec, AIDeploymentStatus, SecretKeyRef
 from aigate.core import rollout
 from aigate.core.analysis import MeasurementPlan, Measurements, MetricResult, unknown_placeholders
 from aigate.core.verdict import QueryOutcome
@@ -145,26 +145,8 @@ async def _measure(
     prometheus_spec = spec.rollout.analysis.prometheus
     try:
         credentials = prometheus.Credentials(
-            bearer_token=(
-                await asyncio.to_thread(
-                    kube.read_secret_key,
-                    namespace,
-                    prometheus_spec.bearer_token_secret.name,
-                    prometheus_spec.bearer_token_secret.key,
-                )
-                if prometheus_spec.bearer_token_secret
-                else ""
-            ),
-            ca_pem=(
-                await asyncio.to_thread(
-                    kube.read_secret_key,
-                    namespace,
-                    prometheus_spec.ca_secret.name,
-                    prometheus_spec.ca_secret.key,
-                )
-                if prometheus_spec.ca_secret
-                else ""
-            ),
+            bearer_token=await _secret_value(kube, namespace, prometheus_spec.bearer_token_secret),
+            ca_pem=await _secret_value(kube, namespace, prometheus_spec.ca_secret),
         )
     except (RejectedError, TransientError) as error:
         # Without credentials nothing can be measured: every metric is an error outcome.
@@ -175,6 +157,12 @@ async def _measure(
             results=tuple(MetricResult(q.metric, q.query, failed) for q in plan.queries),
         )
     return await asyncio.to_thread(prometheus.measure, plan, prometheus_spec, credentials)
+
+
+async def _secret_value(kube: KubeAdapter, namespace: str, ref: SecretKeyRef | None) -> str:
+    if ref is None:
+        return ""
+    return await asyncio.to_thread(kube.read_secret_key, namespace, ref.name, ref.key)
 
 
 async def _act(

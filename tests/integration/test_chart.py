@@ -3,9 +3,7 @@ operator to do its whole job (the operator runs with the chart's ServiceAccount 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import yaml
 
 from aigate import crdgen
 from aigate.core.revision import compute_revision
-from localcluster.processes import Process, free_port, http_ok
+from localcluster.operator import OperatorProcess
 from support.factories import approval_annotations, spec_model
 from support.kube import Aid
 from support.scenarios import NAME, ModelServers, plan
@@ -112,24 +110,9 @@ def test_operator_does_its_whole_job_with_only_the_charts_rbac(
     cluster, api_client, namespace, operator, chart_identity, tmp_path
 ):
     operator.stop()  # one operator at a time: this one runs as the chart's ServiceAccount
-    health = free_port()
-    restricted = Process(
-        "aigate-chart-rbac",
-        [
-            sys.executable,
-            "-m",
-            "aigate.cli",
-            "run",
-            "--metrics-port=0",
-            f"--health-port={health}",
-            "--bind-address=127.0.0.1",
-        ],
-        tmp_path / "operator.log",
-        dict(os.environ, KUBECONFIG=str(chart_identity)),
-    )
-    restricted.start()
+    restricted = OperatorProcess(chart_identity, tmp_path / "operator.log")
     try:
-        restricted.wait_ready(lambda: http_ok(f"http://127.0.0.1:{health}/healthz"), 60, "healthy")
+        restricted.start()
         servers = ModelServers(cluster.info.exporter_url, namespace)
         servers.set("stable", error=0.001)
         servers.set("canary", error=0.5)

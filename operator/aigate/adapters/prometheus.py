@@ -97,8 +97,10 @@ def _query(
         return QueryOutcome.failed(_short(f"Prometheus at {redact_url(url)} answered {error}"))
     except requests.exceptions.SSLError as error:
         return QueryOutcome.failed(
-            _short(f"Prometheus at {redact_url(url)}: TLS verification failed ({type(error).__name__}); "
-                   f"set prometheus.caSecret to its CA")
+            _short(
+                f"Prometheus at {redact_url(url)}: TLS verification failed ({type(error).__name__}); "
+                f"set prometheus.caSecret to its CA"
+            )
         )
     except requests.exceptions.Timeout:
         return QueryOutcome.failed(f"Prometheus at {redact_url(url)} timed out after {timeout:g}s")

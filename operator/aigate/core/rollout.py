@@ -219,6 +219,18 @@ class _Draft:
         )
         self.status.conditions = c
 
+    def progressing(self, reason: str, message: str) -> None:
+        """Working towards the spec (kstatus Reconciling)."""
+        self.kstatus(ready=False, reconciling=True, stalled=False, reason=reason, message=message)
+
+    def stalled(self, reason: str, message: str) -> None:
+        """Cannot reach the spec without a change or a person (kstatus Stalled)."""
+        self.kstatus(ready=False, reconciling=False, stalled=True, reason=reason, message=message)
+
+    def available(self, reason: str, message: str) -> None:
+        """The spec's revision serves at full strength (kstatus Ready)."""
+        self.kstatus(ready=True, reconciling=False, stalled=False, reason=reason, message=message)
+
     def transition(
         self,
         to_phase: str,
@@ -399,7 +411,7 @@ def _invalid_spec(inputs: Inputs) -> Decision:
 
 
 def _fail(d: _Draft, reason: str, message: str) -> Decision:
-    d.kstatus(ready=False, reconciling=False, stalled=True, reason=reason, message=message)
+    d.stalled(reason, message)
     d.transition("Failed", reason, message, "Warning")
     return d.decision()
 
@@ -486,9 +498,7 @@ def _not_authorised(d: _Draft, requests: dict[Kind, Request]) -> None:
     if stable is not None and d.inputs.observed.canary is not None:
         _ensure_stable_replicas(d, stable)
     message = f"revision {d.revision} is not approved: {gate.describe()}; {_serving_text(d)}"
-    d.kstatus(
-        ready=False, reconciling=False, stalled=True, reason="ApprovalRequired", message=message
-    )
+    d.stalled("ApprovalRequired", message)
     d.transition("AwaitingApproval", "ApprovalRequired", message, "Warning")
 
 
@@ -546,7 +556,7 @@ def _start_rollback(
     s.rollback = RollbackState(
         reason=reason, message=message, revision=bad, to_revision=target, started_at=d.now_iso
     )
-    d.kstatus(ready=False, reconciling=True, stalled=False, reason=reason, message=message)
+    d.progressing(reason, message)
     d.transition(
         "RollingBack",
         reason,
@@ -590,9 +600,7 @@ def _continue_rollback(d: _Draft) -> None:
             f"{rollback.message}; restoring revision {rollback.to_revision}: "
             f"{ready}/{replicas} Ready"
         )
-        d.kstatus(
-            ready=False, reconciling=True, stalled=False, reason=rollback.reason, message=detail
-        )
+        d.progressing(rollback.reason, detail)
         d.status.phase = "RollingBack"
         d.requeue_within(REQUEUE_WHILE_CHANGING)
         return
@@ -625,7 +633,7 @@ def _rolled_back(d: _Draft) -> None:
         f"revision {d.revision} was rolled back; {_serving_text(d)}. Change the spec, or "
         f"annotate aigate.dev/retry=<a new value> to try this revision again"
     )
-    d.kstatus(ready=False, reconciling=False, stalled=True, reason="RolledBack", message=message)
+    d.stalled("RolledBack", message)
     d.status.phase = "RolledBack"
 
 
@@ -643,13 +651,7 @@ def _first_version(d: _Draft) -> None:
         ApplyDeployment("stable", d.revision, spec.model.version, spec.replicas, _template(spec))
     )
     message = f"deploying version {spec.model.version} (revision {d.revision}) as the first stable version"
-    d.kstatus(
-        ready=False,
-        reconciling=True,
-        stalled=False,
-        reason="Deploying",
-        message=f"{message}: 0/{spec.replicas} Ready",
-    )
+    d.progressing("Deploying", f"{message}: 0/{spec.replicas} Ready")
     d.transition("Progressing", "Deploying", message)
     d.requeue_within(REQUEUE_WHILE_CHANGING)
 
@@ -675,20 +677,10 @@ def _serving(d: _Draft, stable: WorkloadState) -> None:
         # Keep the canary until the promoted stable is fully Ready: capacity never drops.
         ready = f"{stable.ready_replicas}/{replicas} Ready"
         if d.status.phase == "Promoting":
-            d.kstatus(
-                ready=False,
-                reconciling=True,
-                stalled=False,
-                reason="Promoting",
-                message=f"promoting revision {d.revision}: stable {ready}",
-            )
+            d.progressing("Promoting", f"promoting revision {d.revision}: stable {ready}")
         elif stable.replicas != replicas:
-            d.kstatus(
-                ready=False,
-                reconciling=True,
-                stalled=False,
-                reason="Scaling",
-                message=f"version {spec.model.version} (revision {d.revision}): {ready}",
+            d.progressing(
+                "Scaling", f"version {spec.model.version} (revision {d.revision}): {ready}"
             )
             d.transition(
                 "Progressing",
@@ -698,20 +690,12 @@ def _serving(d: _Draft, stable: WorkloadState) -> None:
         elif d.status.phase == "Stable":
             # Pods lost (evicted, node gone): the Deployment controller replaces them. Not a
             # change of phase, but not Ready either.
-            d.kstatus(
-                ready=False,
-                reconciling=True,
-                stalled=False,
-                reason="Unavailable",
-                message=f"version {spec.model.version} (revision {d.revision}): only {ready}",
+            d.progressing(
+                "Unavailable", f"version {spec.model.version} (revision {d.revision}): only {ready}"
             )
         else:
-            d.kstatus(
-                ready=False,
-                reconciling=True,
-                stalled=False,
-                reason="Deploying",
-                message=f"version {spec.model.version} (revision {d.revision}): {ready}",
+            d.progressing(
+                "Deploying", f"version {spec.model.version} (revision {d.revision}): {ready}"
             )
         d.requeue_within(REQUEUE_WHILE_CHANGING)
         return
@@ -765,7 +749,7 @@ def _bake(d: _Draft, stable: WorkloadState) -> None:
         f"{stable.ready_replicas}/{spec.replicas} replicas Ready"
     )
     if not _bake_active(d):
-        d.kstatus(ready=True, reconciling=False, stalled=False, reason="Available", message=base)
+        d.available("Available", base)
         s.stage = ""
         s.canary_weight = 0
         return
@@ -795,7 +779,7 @@ def _bake(d: _Draft, stable: WorkloadState) -> None:
             "Warning",
             evidence,
         )
-        d.kstatus(ready=True, reconciling=False, stalled=False, reason="Available", message=base)
+        d.available("Available", base)
         return
     until = _parse(s.monitor_until)
     assert until is not None
@@ -808,20 +792,14 @@ def _bake(d: _Draft, stable: WorkloadState) -> None:
             f"post-promotion watch of revision {d.revision} passed",
             evidence=an.latest_evidence(state),
         )
-        d.kstatus(ready=True, reconciling=False, stalled=False, reason="Available", message=base)
+        d.available("Available", base)
         return
     detail = _metrics_summary(state)
     if d.now >= until:
         detail = (
             f"watch period over, extended until every metric's latest measurement passes; {detail}"
         )
-    d.kstatus(
-        ready=True,
-        reconciling=False,
-        stalled=False,
-        reason="Available",
-        message=f"{base}; post-promotion watch until {s.monitor_until}: {detail}",
-    )
+    d.available("Available", f"{base}; post-promotion watch until {s.monitor_until}: {detail}")
     _requeue_for_next_measurement(d, state)
 
 
@@ -880,12 +858,8 @@ def _canary(d: _Draft, stable: WorkloadState, requests: dict[Kind, Request]) -> 
             )
             return
         s.stage_ready_at = ""
-        d.kstatus(
-            ready=False,
-            reconciling=True,
-            stalled=False,
-            reason="CanaryStarting",
-            message=f"{position}: waiting for canary pods, {ready}/{want} Ready",
+        d.progressing(
+            "CanaryStarting", f"{position}: waiting for canary pods, {ready}/{want} Ready"
         )
         d.transition(
             "Progressing",
@@ -932,13 +906,7 @@ def _canary(d: _Draft, stable: WorkloadState, requests: dict[Kind, Request]) -> 
                 )
                 return
             message += f"; pauseTimeout {timeout} passed, holding (onPauseTimeout Hold)"
-        d.kstatus(
-            ready=False,
-            reconciling=True,
-            stalled=False,
-            reason="AnalysisInconclusive",
-            message=message,
-        )
+        d.progressing("AnalysisInconclusive", message)
         d.transition(
             "Paused",
             "AnalysisInconclusive",
@@ -955,12 +923,9 @@ def _canary(d: _Draft, stable: WorkloadState, requests: dict[Kind, Request]) -> 
     duration = parse_duration(stage.duration)
     elapsed = d.now - ready_at
     if elapsed < duration or not standing.all_passing:
-        d.kstatus(
-            ready=False,
-            reconciling=True,
-            stalled=False,
-            reason="Analysing",
-            message=f"{position}: {format_duration(min(elapsed, duration))} of "
+        d.progressing(
+            "Analysing",
+            f"{position}: {format_duration(min(elapsed, duration))} of "
             f"{stage.duration}; {_metrics_summary(state)}",
         )
         d.transition(
@@ -982,12 +947,9 @@ def _canary(d: _Draft, stable: WorkloadState, requests: dict[Kind, Request]) -> 
             and promote.value != stage.name
         )
         if promote is None or other_stage:
-            d.kstatus(
-                ready=False,
-                reconciling=True,
-                stalled=False,
-                reason="AwaitingPromotion",
-                message=f"{position} passed; waiting for a person: annotate "
+            d.progressing(
+                "AwaitingPromotion",
+                f"{position} passed; waiting for a person: annotate "
                 f"aigate.dev/promote={stage.name} to continue or aigate.dev/abort "
                 f"to roll back; {_metrics_summary(state)}",
             )
@@ -1039,12 +1001,9 @@ def _promote(d: _Draft, stable: WorkloadState) -> None:
     d.actions.append(
         ApplyDeployment("stable", d.revision, spec.model.version, spec.replicas, _template(spec))
     )
-    d.kstatus(
-        ready=False,
-        reconciling=True,
-        stalled=False,
-        reason="Promoting",
-        message=f"promoting revision {d.revision}: stable moves to version {spec.model.version}",
+    d.progressing(
+        "Promoting",
+        f"promoting revision {d.revision}: stable moves to version {spec.model.version}",
     )
     d.status.phase = "Promoting"
     d.status.stage = "promoting"

@@ -1,0 +1,56 @@
+"""The aigate operator as a child process (`aigate run`), for tests, the demo and benchmarks.
+
+It runs exactly as a user runs it: a separate process with a kubeconfig, its JSON log in a
+file. Tests may SIGKILL it and start it again (the log is appended)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from localcluster.processes import Process, free_port, http_ok
+
+
+class OperatorProcess:
+    def __init__(self, kubeconfig: str | Path, log_path: Path, *extra_args: str) -> None:
+        self.kubeconfig = str(kubeconfig)
+        self.log_path = log_path
+        self.extra_args = extra_args
+        self.health_port = free_port()
+        self.process: Process | None = None
+
+    def start(self, timeout: float = 60) -> OperatorProcess:
+        self.process = Process(
+            "aigate-operator",
+            [
+                sys.executable,
+                "-m",
+                "aigate.cli",
+                "run",
+                "--metrics-port=0",
+                f"--health-port={self.health_port}",
+                "--bind-address=127.0.0.1",
+                *self.extra_args,
+            ],
+            self.log_path,
+            dict(os.environ, KUBECONFIG=self.kubeconfig),
+        )
+        self.process.start()
+        self.process.wait_ready(
+            lambda: http_ok(f"http://127.0.0.1:{self.health_port}/healthz"), timeout, "healthy"
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no goodbye, as when a node dies."""
+        assert self.process is not None and self.process.popen is not None
+        self.process.popen.kill()
+        self.process.popen.wait(30)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self.process.log_tail(lines) if self.process else "(not started)"
