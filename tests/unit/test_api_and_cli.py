@@ -105,3 +105,108 @@ def test_unquoted_dates_in_a_manifest_stay_strings_as_kubectl_sends_them(tmp_pat
     path.write_text(text)
     assert cli.main(["revision", "-q", "-f", str(path)]) == 0
     assert len(capsys.readouterr().out.strip()) == 12
+
+
+def test_kubectl_plugin_renders_status_and_history():
+    from aigate.kubectl_plugin import render_history, render_status, request_value
+
+    obj = {
+        "metadata": {"name": "fraud-scorer", "namespace": "risk", "generation": 3},
+        "spec": {
+            "replicas": 4,
+            "model": {
+                "name": "fraud-scorer",
+                "version": "2.5.0",
+                "riskTier": "high",
+                "owner": "team",
+            },
+        },
+        "status": {
+            "phase": "Paused",
+            "revision": "abc",
+            "observedGeneration": 3,
+            "stableVersion": "2.4.0",
+            "stableRevision": "old",
+            "readyReplicas": 4,
+            "canaryRevision": "abc",
+            "canaryVersion": "2.5.0",
+            "canaryReadyReplicas": 2,
+            "stage": "canary-50",
+            "canaryWeight": 50,
+            "approval": {
+                "revision": "abc",
+                "approvedBy": "jane",
+                "approvedAt": "t",
+                "riskAcceptance": "R-1",
+                "riskAcceptedBy": "ciso",
+            },
+            "conditions": [
+                {
+                    "type": "Reconciling",
+                    "status": "True",
+                    "reason": "AwaitingPromotion",
+                    "message": "annotate aigate.dev/promote=canary-50",
+                }
+            ],
+            "analysis": {
+                "track": "canary",
+                "metrics": {
+                    "error-rate": {
+                        "failures": 0,
+                        "last": {"verdict": "Pass", "value": "0.001", "threshold": "<= 0.01"},
+                    }
+                },
+            },
+            "history": [
+                {
+                    "time": "t1",
+                    "toPhase": "Progressing",
+                    "reason": "StagePassed",
+                    "version": "2.5.0",
+                    "message": "stage canary-10 passed",
+                    "evidence": [
+                        {
+                            "metric": "error-rate",
+                            "verdict": "Pass",
+                            "value": "0.001",
+                            "threshold": "<= 0.01",
+                            "time": "t0",
+                            "reason": "ok",
+                        }
+                    ],
+                }
+            ],
+        },
+    }
+    text = render_status(obj)
+    for expected in (
+        "risk/fraud-scorer",
+        "Paused",
+        "2.4.0 (revision old), 4/4 Ready",
+        "stage canary-50 at weight 50%",
+        "risk R-1 accepted by ciso",
+        "annotate aigate.dev/promote=canary-50",
+        "error-rate",
+        "StagePassed",
+    ):
+        assert expected in text
+    assert "error-rate: Pass value 0.001 (<= 0.01)" in render_history(obj["status"]["history"])
+    assert request_value("promote", "T", stage="canary-50") == "canary-50@T"
+    assert request_value("abort", "T", reason="INC-7") == "T INC-7"
+    assert request_value("retry", "T") == "T"
+
+
+@pytest.mark.parametrize(
+    ("value", "target"),
+    [
+        ("canary-50", "canary-50"),
+        ("canary-50@2026-11-23T10:00:00Z", "canary-50"),
+        ("canary-50 looks good", "canary-50"),
+        ("yes", None),
+        ("2026-11-23T10:00:00Z", None),
+    ],
+)
+def test_promote_values_name_a_stage_or_none(value, target):
+    from aigate.core.rollout import promote_target
+
+    assert promote_target(value, ["canary-10", "canary-50", "full"]) == target

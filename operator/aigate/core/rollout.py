@@ -941,11 +941,8 @@ def _canary(d: _Draft, stable: WorkloadState, requests: dict[Kind, Request]) -> 
 
     if stage.manual_promotion:
         promote = requests.get("promote")
-        other_stage = (
-            promote is not None
-            and promote.value in {x.name for x in stages}
-            and promote.value != stage.name
-        )
+        target = promote_target(promote.value, [x.name for x in stages]) if promote else None
+        other_stage = target is not None and target != stage.name
         if promote is None or other_stage:
             d.progressing(
                 "AwaitingPromotion",
@@ -980,6 +977,13 @@ def _canary(d: _Draft, stable: WorkloadState, requests: dict[Kind, Request]) -> 
         evidence=evidence,
     )
     _promote(d, stable)
+
+
+def promote_target(value: str, stage_names: Sequence[str]) -> str | None:
+    """The stage a promote request names, if any: "canary-50", "canary-50@2026-11-23T10:00Z"
+    or "canary-50 looks good" name canary-50; any other value promotes the waiting stage."""
+    token = value.split("@", 1)[0].split(" ", 1)[0].strip()
+    return token if token in stage_names else None
 
 
 def _enter_stage(d: _Draft, index: int) -> None:

@@ -1,0 +1,272 @@
+"""`kubectl aigate`: the SRE's and approver's view of AIDeployments.
+
+    kubectl aigate status  NAME [-n NS]        phase, stage, approval, latest metrics, recent history
+    kubectl aigate history NAME [-n NS]        every recorded decision with its evidence
+    kubectl aigate approve NAME --risk-acceptance RISK-1 --risk-accepted-by ciso@x [--by you@x]
+    kubectl aigate promote NAME [--stage S]    continue a stage waiting for promotion
+    kubectl aigate abort   NAME --reason TEXT  roll back now
+    kubectl aigate retry   NAME                run a rolled-back revision again
+
+Installed as the `kubectl-aigate` console script, so kubectl finds it on PATH. It uses the
+current kubeconfig (or --kubeconfig/--context). Requests only write annotations, exactly as
+`kubectl annotate` would: the operator and the cluster's admission policy do the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client, config
+
+from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION
+from aigate.core import gate
+
+# ---- rendering (pure) ---------------------------------------------------------------------
+
+
+def _row(label: str, value: object) -> str:
+    return f"{label + ':':<16}{value}"
+
+
+def render_status(obj: dict[str, Any], history_lines: int = 8) -> str:
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    model = spec.get("model") or {}
+    lines = [
+        _row("AIDeployment", f"{meta.get('namespace')}/{meta['name']}"),
+        _row(
+            "Model",
+            f"{model.get('name')} {model.get('version')} (risk tier {model.get('riskTier')}, "
+            f"owner {model.get('owner')})",
+        ),
+        _row("Phase", status.get("phase", "Pending")),
+        _row(
+            "Revision",
+            f"{status.get('revision', '?')} (spec generation {meta.get('generation')}, "
+            f"observed {status.get('observedGeneration', 0)})",
+        ),
+        _row(
+            "Serving",
+            f"{status.get('stableVersion') or '-'} (revision {status.get('stableRevision') or '-'}), "
+            f"{status.get('readyReplicas', 0)}/{spec.get('replicas', '?')} Ready",
+        ),
+    ]
+    if status.get("canaryRevision"):
+        lines.append(
+            _row(
+                "Canary",
+                f"{status.get('canaryVersion')} (revision {status['canaryRevision']}), "
+                f"{status.get('canaryReadyReplicas', 0)} Ready, stage "
+                f"{status.get('stage')} at weight {status.get('canaryWeight')}%",
+            )
+        )
+    elif status.get("stage"):
+        lines.append(_row("Stage", status["stage"]))
+    if status.get("monitorUntil"):
+        lines.append(_row("Watching until", status["monitorUntil"]))
+    approval = status.get("approval")
+    if approval:
+        text = (
+            f"revision {approval['revision']} by {approval['approvedBy']} at {approval['approvedAt']}; "
+            f"risk {approval['riskAcceptance']} accepted by {approval['riskAcceptedBy']}"
+        )
+        if approval.get("conditions"):
+            text += f"; conditions: {approval['conditions']}"
+        lines.append(_row("Approval", text))
+    if status.get("rolledBackRevision"):
+        lines.append(
+            _row(
+                "Rolled back",
+                f"revision {status['rolledBackRevision']} (not retried until the "
+                f"spec changes or aigate.dev/retry)",
+            )
+        )
+    lines.append("Conditions:")
+    for condition in status.get("conditions") or []:
+        reason = f" {condition['reason']}" if condition.get("reason") else ""
+        lines.append(f"  {condition['type']:<12} {condition['status']:<6}{reason}")
+        shown = condition["status"] == "True" or condition["type"] == "Authorized"
+        if shown and condition.get("message"):
+            lines.append(f"    {condition['message']}")
+    metrics = ((status.get("analysis") or {}).get("metrics")) or {}
+    if metrics:
+        lines.append(f"Analysis ({(status.get('analysis') or {}).get('track')} track):")
+        for name, counters in metrics.items():
+            last = counters.get("last") or {}
+            lines.append(
+                f"  {name:<22} {last.get('verdict', '-'):<13} value {last.get('value') or '-':<10} "
+                f"{last.get('threshold', ''):<10} fails {counters.get('failures', 0)}, "
+                f"inconclusive in a row {counters.get('consecutiveInconclusive', 0)}"
+            )
+    history = status.get("history") or []
+    if history:
+        lines.append(f"History (last {min(history_lines, len(history))} of {len(history)}):")
+        lines.extend(render_history(history[-history_lines:], evidence=False).splitlines())
+    return "\n".join(lines)
+
+
+def render_history(history: list[dict[str, Any]], evidence: bool = True) -> str:
+    lines = []
+    for entry in history:
+        lines.append(
+            f"  {entry.get('time', '')}  {entry.get('toPhase', ''):<16} {entry.get('reason', ''):<24} "
+            f"{entry.get('version', '')} {entry.get('message', '')}"
+        )
+        if evidence:
+            for record in entry.get("evidence") or []:
+                lines.append(
+                    f"      {record['metric']}: {record['verdict']} value {record.get('value') or '-'} "
+                    f"({record.get('threshold', '')}) at {record.get('time', '')}: {record.get('reason', '')}"
+                )
+    return "\n".join(lines)
+
+
+def approval_patch(
+    revision: str,
+    by: str,
+    risk_acceptance: str,
+    risk_accepted_by: str,
+    conditions: str,
+    now: datetime,
+) -> dict[str, Any]:
+    annotations = {
+        gate.APPROVED_BY: by,
+        gate.APPROVED_AT: now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        gate.APPROVED_REVISION: revision,
+        gate.RISK_ACCEPTANCE: risk_acceptance,
+        gate.RISK_ACCEPTED_BY: risk_accepted_by,
+    }
+    if conditions:
+        annotations[gate.APPROVAL_CONDITIONS] = conditions
+    return {"metadata": {"annotations": annotations}}
+
+
+def request_value(kind: str, now_value: str, stage: str | None = None, reason: str = "") -> str:
+    """A new, self-describing value for a request annotation (the operator acts once per value)."""
+    if kind == "promote" and stage:
+        return f"{stage}@{now_value}"
+    if kind == "abort" and reason:
+        return f"{now_value} {reason}"
+    return now_value
+
+
+# ---- I/O ------------------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Any:
+    api = config.new_client_from_config(config_file=args.kubeconfig, context=args.context)
+    return client.CustomObjectsApi(api), api
+
+
+def _namespace(args: argparse.Namespace) -> str:
+    if args.namespace:
+        return args.namespace
+    try:
+        _, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
+        if args.context:
+            contexts, _ = config.list_kube_config_contexts(config_file=args.kubeconfig)
+            active = next(c for c in contexts if c["name"] == args.context)
+        return active["context"].get("namespace") or "default"
+    except (config.ConfigException, StopIteration, KeyError, TypeError):
+        return "default"
+
+
+def _get(custom: Any, namespace: str, name: str) -> dict[str, Any]:
+    return custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+
+def _annotate(custom: Any, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
+
+
+def _whoami(api: Any) -> str:
+    review = client.AuthenticationV1Api(api).create_self_subject_review({})
+    return review.status.user_info.username
+
+
+def _now_value() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="kubectl aigate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-n", "--namespace")
+    parser.add_argument("--kubeconfig")
+    parser.add_argument("--context")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("status", "history", "promote", "abort", "retry", "approve"):
+        command = sub.add_parser(name)
+        command.add_argument("name", help="the AIDeployment")
+        command.add_argument("-n", "--namespace", dest="sub_namespace")
+        if name == "promote":
+            command.add_argument(
+                "--stage", help="the stage to promote past (default: the waiting one)"
+            )
+        if name == "abort":
+            command.add_argument("--reason", required=True, help="recorded with the request")
+        if name == "approve":
+            command.add_argument("--risk-acceptance", required=True)
+            command.add_argument("--risk-accepted-by", required=True)
+            command.add_argument(
+                "--by", help="approver identity (default: who the cluster says you are)"
+            )
+            command.add_argument("--conditions", default="")
+            command.add_argument(
+                "--revision", help="default: the revision in status (check it first)"
+            )
+    args = parser.parse_args(argv)
+    args.namespace = args.sub_namespace or args.namespace
+    custom, api = _client(args)
+    namespace = _namespace(args)
+    obj = _get(custom, namespace, args.name)
+    status = obj.get("status") or {}
+
+    if args.command == "status":
+        print(render_status(obj))
+    elif args.command == "history":
+        print(render_history(status.get("history") or []))
+    elif args.command == "approve":
+        revision = args.revision or status.get("revision")
+        if not revision:
+            print("status.revision is not set yet: is the operator running?", file=sys.stderr)
+            return 1
+        by = args.by or _whoami(api)
+        _annotate(
+            custom,
+            namespace,
+            args.name,
+            approval_patch(
+                revision,
+                by,
+                args.risk_acceptance,
+                args.risk_accepted_by,
+                args.conditions,
+                datetime.now(UTC),
+            ),
+        )
+        print(f"approved revision {revision} of {namespace}/{args.name} as {by}")
+    else:
+        value = request_value(
+            args.command,
+            _now_value(),
+            stage=getattr(args, "stage", None) or status.get("stage"),
+            reason=getattr(args, "reason", ""),
+        )
+        _annotate(
+            custom,
+            namespace,
+            args.name,
+            {"metadata": {"annotations": {f"aigate.dev/{args.command}": value}}},
+        )
+        print(f"aigate.dev/{args.command}={value!r} set on {namespace}/{args.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

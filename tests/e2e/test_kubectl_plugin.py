@@ -1,0 +1,109 @@
+"""`kubectl aigate`, found by the real kubectl on PATH, against the running operator."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support.kube import Aid
+from support.scenarios import NAME, ModelServers, plan
+from support.waiting import wait_for
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+APPROVER_RBAC = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: aigate-approver}
+rules:
+  - apiGroups: [aigate.dev]
+    resources: [aideployments]
+    verbs: [get, list, watch, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: aigate-approvers}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: aigate-approver}
+subjects:
+  - {apiGroup: rbac.authorization.k8s.io, kind: Group, name: "aigate:approvers"}
+"""
+
+
+def kubectl_aigate(cluster, *args: str, user: str = "admin") -> str:
+    kubeconfig = cluster.info.kubeconfig if user == "admin" else cluster.info.user_kubeconfigs[user]
+    # kubectl passes no flags to plugins: the kubeconfig comes from the environment, as for users
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env = dict(os.environ, KUBECONFIG=kubeconfig, PATH=path)
+    result = subprocess.run(
+        [str(cluster.bin / "kubectl"), "aigate", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture
+def approver_rbac(cluster, tmp_path):
+    path = tmp_path / "rbac.yaml"
+    path.write_text(APPROVER_RBAC)
+    cluster.kubectl("apply", "-f", str(path))
+    yield
+    cluster.kubectl("delete", "-f", str(path), "--ignore-not-found")
+
+
+def test_approve_status_promote_and_history_through_kubectl(
+    cluster, api_client, namespace, approver_rbac
+):
+    servers = ModelServers(cluster.info.exporter_url, namespace)
+    servers.set("stable", error=0.001)
+    servers.set("canary", error=0.001)
+    aid = Aid(api_client, namespace, NAME)
+    aid.create(plan(cluster.info.prometheus_url, "2.4.0", manual=True))
+    wait_for(lambda: aid.phase() == "AwaitingApproval", timeout=60, what="refusal")
+    out = kubectl_aigate(cluster, "status", NAME, "-n", namespace)
+    assert "AwaitingApproval" in out and "aigate.dev/approved-by: missing" in out
+
+    approve = (
+        "approve",
+        NAME,
+        "-n",
+        namespace,
+        "--risk-acceptance",
+        "RISK-9",
+        "--risk-accepted-by",
+        "ciso@example.com",
+    )
+    kubectl_aigate(cluster, *approve, user="approver")
+    wait_for(lambda: aid.phase() == "Stable", timeout=120, what="v1 Stable")
+    assert aid.status()["approval"]["approvedBy"] == "approver"  # who the cluster says they are
+
+    aid.patch({"spec": plan(cluster.info.prometheus_url, "2.5.0", manual=True)})
+    wait_for(lambda: aid.phase() == "AwaitingApproval", timeout=60, what="v2 refused")
+    kubectl_aigate(cluster, *approve, user="approver")
+    wait_for(
+        lambda: aid.phase() == "Paused" and aid.status()["stage"] == "canary-50",
+        timeout=120,
+        what="waiting for promotion",
+    )
+    out = kubectl_aigate(cluster, "status", NAME, "-n", namespace)
+    for expected in ("Paused", "canary-50", "AwaitingPromotion", "error-rate", "Pass", "2.5.0"):
+        assert expected in out, out
+
+    kubectl_aigate(cluster, "promote", NAME, "-n", namespace)
+    wait_for(
+        lambda: aid.phase() == "Stable" and aid.status()["stableVersion"] == "2.5.0",
+        timeout=120,
+        what="promoted to Stable",
+    )
+    assert aid.status()["requests"]["promote"]["value"].startswith("canary-50@")
+    history = kubectl_aigate(cluster, "history", NAME, "-n", namespace)
+    assert history.count("StagePassed") == 3
+    assert "error-rate: Pass value 0.001 (<= 0.01)" in history
