@@ -17,13 +17,16 @@ mkdir -p "$BIN"
 
 START=$SECONDS
 log() { printf '[build %4ds] %s\n' "$((SECONDS - START))" "$*" >&2; }
+# AIGATE_BUILD_QUIET=1 (set by the harness, which runs this before every start) silences
+# the lines that only say "already cached"; building always shows its progress.
+quiet_log() { [[ -n "${AIGATE_BUILD_QUIET:-}" ]] || log "$@"; }
 
 # Builds one binary unless it is already cached. The binary is written to a temporary name
 # and renamed, so an interrupted build never leaves a half-written file that looks cached.
 build() {
   local name="$1" module_dir="$2" package="$3" ldflags="$4"
   if [[ -x "$BIN/$name" ]]; then
-    log "$name: cached"
+    quiet_log "$name: cached"
     return
   fi
   local t0=$SECONDS
@@ -91,5 +94,5 @@ if [[ ! -x "$BIN/prometheus" ]]; then
   log "prometheus: ready"
 fi
 
-log "all binaries ready in $BIN ($(du -sh "$CACHE" | cut -f1))"
+quiet_log "all binaries ready in $BIN ($(du -sh "$CACHE" | cut -f1))"
 echo "$BIN"

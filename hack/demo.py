@@ -218,11 +218,12 @@ def run(demo: Demo) -> None:
     demo.apply(v1)
     status = demo.wait("AwaitingApproval", lambda s: s.get("phase") == "AwaitingApproval")
     demo.show("get", "aid", "-n", NAMESPACE)
-    say("  why (condition Stalled):")
+    say("  why (condition Authorized):")
     for reason in demo.condition("Authorized")["message"].split("; "):
         say(f"    - {reason}")
     deployments = demo.apps.list_namespaced_deployment(NAMESPACE).items
     say(f"  Deployments created: {len(deployments)} — nothing runs without approval.")
+    demo.history(status["revision"])
     say(
         f"  The approval must name revision {status['revision']} "
         f"(`aigate revision -f manifest.yaml` computes it offline)."
@@ -233,6 +234,7 @@ def run(demo: Demo) -> None:
     demo.wait("Stable", lambda s: s.get("phase") == "Stable", narrate=True)
     demo.show("get", "aid", "-n", NAMESPACE)
     demo.show("get", "pods", "-n", NAMESPACE, "-L", "aigate.dev/track,aigate.dev/version")
+    demo.history(status["revision"])
 
     step(3, "Version 2.5.0 (healthy) goes through canary stages, judged by Prometheus")
     v2 = manifest(prometheus, "2.5.0")

@@ -56,7 +56,11 @@ class ClusterInfo:
 def ensure_binaries() -> Path:
     """Builds the binaries if they are not cached yet (progress on stderr); returns bin/."""
     result = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True
+        ["bash", str(BUILD_SCRIPT)],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "AIGATE_BUILD_QUIET": "1"},
     )
     return Path(result.stdout.strip().splitlines()[-1])
 
