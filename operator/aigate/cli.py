@@ -7,6 +7,7 @@ aigate revision -f manifest.yaml     # the revision an approval must name, offli
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from aigate import handlers, logs
 
     logs.configure(verbose=args.verbose)
+    if args.gitops_manager is not None:
+        os.environ[handlers.GITOPS_MANAGERS_ENV] = ",".join(args.gitops_manager)
     try:
         config.load_incluster_config()
     except config.ConfigException:
@@ -107,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--priority", type=int, default=0, help="peering priority; give each replica a distinct one"
+    )
+    run.add_argument(
+        "--gitops-manager",
+        action="append",
+        help="field manager of a GitOps controller whose approvals are recorded as "
+        "asserted through Git (repeatable; default: argocd-controller, "
+        "kustomize-controller)",
     )
     run.add_argument("--verbose", "-v", action="store_true")
     run.set_defaults(func=_cmd_run)

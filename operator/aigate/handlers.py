@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -24,6 +25,8 @@ log = logging.getLogger("aigate.handlers")
 
 FINALIZER = "aigate.dev/finalizer"
 RETRY_AFTER_TRANSIENT_ERROR = 5.0
+
+GITOPS_MANAGERS_ENV = "AIGATE_GITOPS_MANAGERS"  # set by `aigate run --gitops-manager`
 
 _wakers: dict[tuple[str, str], asyncio.Event] = {}
 _kube: KubeAdapter | None = None
@@ -82,11 +85,18 @@ async def drive(namespace: str, name: str, stopped: kopf.DaemonStopped, **_: Any
         _wakers.pop((namespace, name), None)
 
 
+def _gitops_managers() -> frozenset[str] | None:
+    raw = os.environ.get(GITOPS_MANAGERS_ENV)
+    return None if raw is None else frozenset(m for m in raw.split(",") if m)
+
+
 async def _reconcile_once(kube: KubeAdapter, namespace: str, name: str) -> float | None:
     """Returns the delay before the next reconcile, or None when the object is gone."""
     with metrics.RECONCILE_SECONDS.time():
         try:
-            outcome = await reconciler.reconcile(kube, namespace, name)
+            outcome = await reconciler.reconcile(
+                kube, namespace, name, gitops_managers=_gitops_managers()
+            )
         except TransientError as error:
             metrics.RECONCILES.labels(result="transient-error").inc()
             log.warning("will retry: %s", error, extra={"aideployment": f"{namespace}/{name}"})

@@ -331,3 +331,24 @@ def test_a_spec_the_schema_accepts_but_the_operator_cannot_use_fails_with_the_fi
     holds_for(
         lambda: not aid.deployments(), duration=3, what="nothing deployed for an invalid spec"
     )
+
+
+def test_approvals_written_by_a_gitops_controller_are_recorded_as_asserted_through_git(
+    api_client, namespace
+):
+    aid = make(api_client, namespace)
+    revision = revision_of(aid)
+    annotations = approval_annotations(revision, datetime.now(UTC) - timedelta(seconds=5))
+    aid.custom.patch_namespaced_custom_object(
+        "aigate.dev",
+        "v1alpha1",
+        namespace,
+        "aideployments",
+        aid.name,
+        {"metadata": {"annotations": annotations}},
+        field_manager="argocd-controller",
+    )
+    approval = wait_phase(aid, "Stable")["approval"]
+    assert approval["writtenBy"] == "argocd-controller"
+    assert approval["assertedThroughGit"] is True
+    assert any("asserted through Git" in m for m in aid.event_messages("Approved"))

@@ -358,3 +358,52 @@ def test_decide_is_idempotent(annotations, minutes):
     assert second.status == first.status
     assert second.events == ()
     assert second.actions == first.actions
+
+
+def _managed(manager: str) -> list[dict]:
+    fields = {f"f:{a}": {} for a in gate.REQUIRED_ANNOTATIONS}
+    return [
+        {
+            "manager": "kubectl-client-side-apply",
+            "time": "2026-11-23T09:00:00Z",
+            "fieldsV1": {"f:spec": {}},
+        },
+        {
+            "manager": manager,
+            "time": "2026-11-23T10:00:00Z",
+            "fieldsV1": {"f:metadata": {"f:annotations": fields}},
+        },
+    ]
+
+
+def test_approval_records_the_writing_client_and_whether_git_asserted_it():
+    spec = spec_model()
+    annotations = approved_for(spec, NOW)
+    by_hand = rollout.decide(
+        rollout.Inputs(
+            generation=1,
+            spec=spec,
+            spec_error="",
+            annotations=annotations,
+            status=AIDeploymentStatus(),
+            observed=rollout.Observed(),
+            now=NOW,
+            managed_fields=_managed("kubectl-annotate"),
+        )
+    )
+    assert by_hand.status.approval.written_by == "kubectl-annotate"
+    assert by_hand.status.approval.asserted_through_git is False
+    from_git = rollout.decide(
+        rollout.Inputs(
+            generation=1,
+            spec=spec,
+            spec_error="",
+            annotations=annotations,
+            status=AIDeploymentStatus(),
+            observed=rollout.Observed(),
+            now=NOW,
+            managed_fields=_managed("argocd-controller"),
+        )
+    )
+    assert from_git.status.approval.asserted_through_git is True
+    assert "asserted through Git by argocd-controller" in from_git.events[0].message

@@ -280,6 +280,10 @@ class ApprovalRecord(schema.BaseModel):
     risk_accepted_by: str
     conditions: str = ""
     recorded_at: str = ""
+    written_by: str = Field("", description="The client (field manager) that wrote approved-by.")
+    asserted_through_git: bool = Field(
+        False, description="Written by a GitOps controller: Git history says who approved."
+    )
 
 
 class ApplyError(schema.BaseModel):

@@ -39,8 +39,8 @@ from aigate.api.v1alpha1 import (
 )
 from aigate.core import analysis as an
 from aigate.core import conditions as cond
-from aigate.core.gate import GateDecision, evaluate_gate, parse_rfc3339
-from aigate.core.requests import Kind, Request, handled, pending_requests
+from aigate.core.gate import APPROVED_BY, GateDecision, evaluate_gate, parse_rfc3339
+from aigate.core.requests import Kind, Request, handled, pending_requests, writer_of
 from aigate.core.revision import compute_revision
 from aigate.core.workloads import Track
 
@@ -142,6 +142,8 @@ class Inputs:
     namespace: str = ""
     measurements: an.Measurements | None = None
     managed_fields: Sequence[Mapping[str, Any]] = ()
+    # Field managers of GitOps controllers: approvals they write are "asserted through Git".
+    gitops_managers: frozenset[str] = frozenset({"argocd-controller", "kustomize-controller"})
 
 
 @dataclass(frozen=True)
@@ -427,7 +429,9 @@ def _record_approval(d: _Draft, gate: GateDecision) -> None:
         risk_accepted_by=approval.risk_accepted_by,
         conditions=approval.conditions,
         recorded_at=d.now_iso,
+        written_by=writer_of(APPROVED_BY, d.inputs.managed_fields),
     )
+    record.asserted_through_git = record.written_by in d.inputs.gitops_managers
     old = d.status.approval
     if old is not None and old.model_dump(exclude={"recorded_at"}) == record.model_dump(
         exclude={"recorded_at"}
@@ -442,6 +446,8 @@ def _approval_text(record: ApprovalRecord) -> str:
         f"revision {record.revision} approved by {record.approved_by} at {record.approved_at}; "
         f"risk acceptance {record.risk_acceptance} by {record.risk_accepted_by}"
     )
+    if record.asserted_through_git:
+        text += f" (asserted through Git by {record.written_by})"
     return text + (f"; conditions: {record.conditions}" if record.conditions else "")
 
 
