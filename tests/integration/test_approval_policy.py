@@ -134,9 +134,12 @@ def policy_namespace(cluster, api_client, crd_installed, tmp_path_factory) -> It
     assert not (status.get("typeChecking") or {}).get("expressionWarnings"), status
     # Wait until the API server enforces it (its informer picks the binding up asynchronously).
     developer = Actor(cluster.info.user_kubeconfigs["developer"], "developer")
-    probe = f"probe-{uuid.uuid4().hex[:4]}"
+    # A new name per attempt: an attempt made before enforcement succeeds and creates it.
     wait_for(
-        lambda: developer.create(namespace, probe, {APPROVED_BY: "developer"}) != "",
+        lambda: (
+            developer.create(namespace, f"probe-{uuid.uuid4().hex[:8]}", {APPROVED_BY: "developer"})
+            != ""
+        ),
         timeout=60,
         what="the policy to be enforced",
     )
