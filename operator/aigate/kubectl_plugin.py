@@ -2,6 +2,7 @@
 
     kubectl aigate status  NAME [-n NS]        phase, stage, approval, latest metrics, recent history
     kubectl aigate history NAME [-n NS]        every recorded decision with its evidence
+    kubectl aigate verify  NAME [-n NS]        check the history's hash chain (tamper evidence)
     kubectl aigate approve NAME --risk-acceptance RISK-1 --risk-accepted-by ciso@x [--by you@x]
     kubectl aigate promote NAME [--stage S]    continue a stage waiting for promotion
     kubectl aigate abort   NAME --reason TEXT  roll back now
@@ -21,8 +22,8 @@ from typing import Any
 
 from kubernetes import client, config
 
-from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION
-from aigate.core import gate
+from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION, HistoryEntry
+from aigate.core import gate, records
 
 # ---- rendering (pure) ---------------------------------------------------------------------
 
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig")
     parser.add_argument("--context")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("status", "history", "promote", "abort", "retry", "approve"):
+    for name in ("status", "history", "verify", "promote", "abort", "retry", "approve"):
         command = sub.add_parser(name)
         command.add_argument("name", help="the AIDeployment")
         command.add_argument("-n", "--namespace", dest="sub_namespace")
@@ -231,6 +232,15 @@ def main(argv: list[str] | None = None) -> int:
         print(render_status(obj))
     elif args.command == "history":
         print(render_history(status.get("history") or []))
+    elif args.command == "verify":
+        history = [HistoryEntry.model_validate(e) for e in status.get("history") or []]
+        check = records.verify(history)
+        if check.intact:
+            last = history[-1].digest if history else records.GENESIS
+            print(f"history intact: {len(history)} entries, chain head {last}")
+        else:
+            print("history NOT intact:\n  " + "\n  ".join(check.problems))
+            return 1
     elif args.command == "approve":
         revision = args.revision or status.get("revision")
         if not revision:

@@ -109,11 +109,6 @@ async def reconcile(
         inputs = dataclasses.replace(inputs, measurements=measurements)
     decision = rollout.decide(inputs)
     context = {"aideployment": f"{namespace}/{name}", "revision": decision.status.revision}
-    for record in decision.new_measurements:
-        audit.info(
-            "measurement", extra={**context, "measurement": record.model_dump(by_alias=True)}
-        )
-
     new_status = dump_status(decision.status)
     if new_status != dump_status(previous):
         written = await asyncio.to_thread(
@@ -122,6 +117,17 @@ async def reconcile(
         if not written:
             log.info("status conflict, deciding again", extra=context)
             return Outcome(body=body, events=(), requeue_after=rollout.REQUEUE_NOW)
+    # Audit lines only for what status now holds: a dropped round recorded nothing.
+    for entry in decision.new_history:
+        audit.info(
+            "history",
+            extra={**context, "entry": entry.model_dump(by_alias=True, exclude={"evidence"})},
+        )
+    for record in decision.new_measurements:
+        audit.info(
+            "measurement", extra={**context, "measurement": record.model_dump(by_alias=True)}
+        )
+
     _log_decision(context, decision)
 
     if spec is not None:
@@ -133,6 +139,8 @@ async def reconcile(
             await asyncio.to_thread(
                 kube.patch_status, namespace, name, None, dump_status(failed.status)
             )
+            for entry in failed.new_history:
+                audit.info("history", extra={**context, "entry": entry.model_dump(by_alias=True)})
             _log_decision(context, failed)
             return Outcome(
                 body=body,

@@ -33,7 +33,7 @@ subjects:
 """
 
 
-def kubectl_aigate(cluster, *args: str, user: str = "admin") -> str:
+def kubectl_aigate(cluster, *args: str, user: str = "admin", expect: int = 0) -> str:
     kubeconfig = cluster.info.kubeconfig if user == "admin" else cluster.info.user_kubeconfigs[user]
     # kubectl passes no flags to plugins: the kubeconfig comes from the environment, as for users
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
@@ -46,7 +46,7 @@ def kubectl_aigate(cluster, *args: str, user: str = "admin") -> str:
         check=False,
         timeout=60,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == expect, result.stderr or result.stdout
     return result.stdout
 
 
@@ -107,3 +107,14 @@ def test_approve_status_promote_and_history_through_kubectl(
     history = kubectl_aigate(cluster, "history", NAME, "-n", namespace)
     assert history.count("StagePassed") == 3
     assert "error-rate: Pass value 0.001 (<= 0.01)" in history
+
+    assert "history intact" in kubectl_aigate(cluster, "verify", NAME, "-n", namespace)
+    # Someone with write access to status rewrites a recorded decision: the chain shows it.
+    history = aid.status()["history"]
+    index = next(i for i, e in enumerate(history) if e["reason"] == "StagePassed")
+    history[index]["evidence"][0]["value"] = "0.000001"
+    aid.custom.patch_namespaced_custom_object_status(
+        "aigate.dev", "v1alpha1", namespace, "aideployments", NAME, {"status": {"history": history}}
+    )
+    out = kubectl_aigate(cluster, "verify", NAME, "-n", namespace, expect=1)
+    assert "NOT intact" in out and f"entry {index}" in out and "altered" in out

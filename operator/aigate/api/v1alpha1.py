@@ -372,6 +372,8 @@ class HistoryEntry(schema.BaseModel):
     reason: str = ""
     message: str = ""
     evidence: list[MeasurementRecord] = Field(default_factory=list)
+    previous_digest: str = Field("", description="digest of the entry before this one")
+    digest: str = Field("", description="SHA-256 of this entry chained to previousDigest")
 
 
 class AIDeploymentStatus(schema.BaseModel):

@@ -39,6 +39,7 @@ from aigate.api.v1alpha1 import (
 )
 from aigate.core import analysis as an
 from aigate.core import conditions as cond
+from aigate.core import records
 from aigate.core.gate import APPROVED_BY, GateDecision, evaluate_gate, parse_rfc3339
 from aigate.core.requests import Kind, Request, handled, pending_requests, writer_of
 from aigate.core.revision import compute_revision
@@ -154,6 +155,7 @@ class Decision:
     requeue_after: float = REQUEUE_AT_REST
     gate: GateDecision | None = field(default=None, compare=False)
     new_measurements: tuple[MeasurementRecord, ...] = ()
+    new_history: tuple[HistoryEntry, ...] = ()
 
 
 def canary_replicas(replicas: int, weight: int) -> int:
@@ -192,6 +194,7 @@ class _Draft:
         self.requeue = REQUEUE_AT_REST
         self.gate: GateDecision | None = None
         self.new_measurements: list[MeasurementRecord] = []
+        self.new_history: list[HistoryEntry] = []
 
     @property
     def version(self) -> str:
@@ -288,6 +291,8 @@ class _Draft:
             message=message,
             evidence=list(evidence),
         )
+        entry = records.seal(entry, self.status.history)
+        self.new_history.append(entry)
         self.status.history = [*self.status.history, entry][-MAX_HISTORY:]
 
     def handle(self, request: Request, outcome: str) -> None:
@@ -303,6 +308,7 @@ class _Draft:
             requeue_after=self.requeue,
             gate=self.gate,
             new_measurements=tuple(self.new_measurements),
+            new_history=tuple(self.new_history),
         )
 
 
