@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -379,31 +380,16 @@ def _managed(manager: str) -> list[dict]:
 def test_approval_records_the_writing_client_and_whether_git_asserted_it():
     spec = spec_model()
     annotations = approved_for(spec, NOW)
-    by_hand = rollout.decide(
-        rollout.Inputs(
-            generation=1,
-            spec=spec,
-            spec_error="",
-            annotations=annotations,
-            status=AIDeploymentStatus(),
-            observed=rollout.Observed(),
-            now=NOW,
-            managed_fields=_managed("kubectl-annotate"),
+
+    def decided_with(manager: str) -> rollout.Decision:
+        written = dataclasses.replace(
+            inputs(spec=spec, annotations=annotations), managed_fields=_managed(manager)
         )
-    )
+        return rollout.decide(written)
+
+    by_hand = decided_with("kubectl-annotate")
     assert by_hand.status.approval.written_by == "kubectl-annotate"
     assert by_hand.status.approval.asserted_through_git is False
-    from_git = rollout.decide(
-        rollout.Inputs(
-            generation=1,
-            spec=spec,
-            spec_error="",
-            annotations=annotations,
-            status=AIDeploymentStatus(),
-            observed=rollout.Observed(),
-            now=NOW,
-            managed_fields=_managed("argocd-controller"),
-        )
-    )
+    from_git = decided_with("argocd-controller")
     assert from_git.status.approval.asserted_through_git is True
     assert "asserted through Git by argocd-controller" in from_git.events[0].message
