@@ -25,6 +25,7 @@ import yaml
 from kubernetes import client, config
 
 from aigate.api.v1alpha1 import AIDeploymentSpec
+from aigate.core.gate import format_rfc3339
 from aigate.core.revision import compute_revision
 from localcluster import LocalCluster
 from localcluster.exporter import set_values
@@ -178,7 +179,7 @@ class Demo:
 
     def approve(self, body: dict[str, Any]) -> str:
         revision = compute_revision(AIDeploymentSpec.model_validate(body["spec"]))
-        now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        now = format_rfc3339(datetime.now(UTC))
         self.show(
             "annotate",
             "-n",

@@ -169,7 +169,13 @@ class LocalCluster:
         for user, path in self.info.user_kubeconfigs.items():
             self._write_kubeconfig(Path(path), user)
 
-    def _write_kubeconfig(self, path: Path, user: str) -> None:
+    def service_account_kubeconfig(self, namespace: str, name: str, path: Path) -> Path:
+        """A kubeconfig that acts as ServiceAccount namespace/name (a one-hour token)."""
+        token = self.kubectl("create", "token", name, "-n", namespace, "--duration=1h").strip()
+        self._write_kubeconfig(path, f"{namespace}-{name}", token)
+        return path
+
+    def _write_kubeconfig(self, path: Path, user: str, token: str | None = None) -> None:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -182,7 +188,7 @@ class LocalCluster:
                     },
                 }
             ],
-            "users": [{"name": user, "user": {"token": self.tokens[user]}}],
+            "users": [{"name": user, "user": {"token": token or self.tokens[user]}}],
             "contexts": [
                 {
                     "name": f"aigate-local-{user}",

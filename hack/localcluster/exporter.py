@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -61,14 +60,8 @@ class SettableGauges(Collector):
 
 
 def _parse_value(raw: object) -> float | None:
-    if raw is None:
-        return None
-    if isinstance(raw, str) and raw.lower() in {"nan", "+inf", "inf", "-inf"}:
-        return float(raw)
-    value = float(raw)  # type: ignore[arg-type]
-    if math.isnan(value):
-        return math.nan
-    return value
+    """None removes the series; numbers and "NaN" / "+Inf" / "-Inf" strings set it."""
+    return None if raw is None else float(raw)  # type: ignore[arg-type]
 
 
 def serve(port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:

@@ -7,7 +7,6 @@ aigate revision -f manifest.yaml     # the revision an approval must name, offli
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from aigate import handlers, logs
 
     logs.configure(verbose=args.verbose)
-    if args.gitops_manager is not None:
-        os.environ[handlers.GITOPS_MANAGERS_ENV] = ",".join(args.gitops_manager)
+    handlers.set_gitops_managers(args.gitops_manager)
     try:
         config.load_incluster_config()
     except config.ConfigException:
@@ -46,7 +44,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"http://{args.bind_address}:{args.health_port}/healthz" if args.health_port else None
         ),
     )
-    del handlers  # imported for its kopf registrations
     return 0
 
 

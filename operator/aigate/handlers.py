@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from typing import Any
 
 import kopf
@@ -26,10 +25,15 @@ log = logging.getLogger("aigate.handlers")
 FINALIZER = "aigate.dev/finalizer"
 RETRY_AFTER_TRANSIENT_ERROR = 5.0
 
-GITOPS_MANAGERS_ENV = "AIGATE_GITOPS_MANAGERS"  # set by `aigate run --gitops-manager`
-
 _wakers: dict[tuple[str, str], asyncio.Event] = {}
 _kube: KubeAdapter | None = None
+# `aigate run --gitops-manager`; None keeps decide()'s default (argocd-, kustomize-controller).
+_gitops_managers: frozenset[str] | None = None
+
+
+def set_gitops_managers(managers: list[str] | None) -> None:
+    global _gitops_managers  # noqa: PLW0603 (process-wide setting, made once before kopf runs)
+    _gitops_managers = None if managers is None else frozenset(managers)
 
 
 def _waker(namespace: str, name: str) -> asyncio.Event:
@@ -85,17 +89,12 @@ async def drive(namespace: str, name: str, stopped: kopf.DaemonStopped, **_: Any
         _wakers.pop((namespace, name), None)
 
 
-def _gitops_managers() -> frozenset[str] | None:
-    raw = os.environ.get(GITOPS_MANAGERS_ENV)
-    return None if raw is None else frozenset(m for m in raw.split(",") if m)
-
-
 async def _reconcile_once(kube: KubeAdapter, namespace: str, name: str) -> float | None:
     """Returns the delay before the next reconcile, or None when the object is gone."""
     with metrics.RECONCILE_SECONDS.time():
         try:
             outcome = await reconciler.reconcile(
-                kube, namespace, name, gitops_managers=_gitops_managers()
+                kube, namespace, name, gitops_managers=_gitops_managers
             )
         except TransientError as error:
             metrics.RECONCILES.labels(result="transient-error").inc()

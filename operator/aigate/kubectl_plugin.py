@@ -134,7 +134,7 @@ def approval_patch(
 ) -> dict[str, Any]:
     annotations = {
         gate.APPROVED_BY: by,
-        gate.APPROVED_AT: now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        gate.APPROVED_AT: gate.format_rfc3339(now),
         gate.APPROVED_REVISION: revision,
         gate.RISK_ACCEPTANCE: risk_acceptance,
         gate.RISK_ACCEPTED_BY: risk_accepted_by,
@@ -165,9 +165,8 @@ def _namespace(args: argparse.Namespace) -> str:
     if args.namespace:
         return args.namespace
     try:
-        _, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
+        contexts, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
         if args.context:
-            contexts, _ = config.list_kube_config_contexts(config_file=args.kubeconfig)
             active = next(c for c in contexts if c["name"] == args.context)
         return active["context"].get("namespace") or "default"
     except (config.ConfigException, StopIteration, KeyError, TypeError):
@@ -188,7 +187,7 @@ def _whoami(api: Any) -> str:
 
 
 def _now_value() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return gate.format_rfc3339(datetime.now(UTC))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -118,16 +118,7 @@ async def reconcile(
             log.info("status conflict, deciding again", extra=context)
             return Outcome(body=body, events=(), requeue_after=rollout.REQUEUE_NOW)
     # Audit lines only for what status now holds: a dropped round recorded nothing.
-    for entry in decision.new_history:
-        audit.info(
-            "history",
-            extra={**context, "entry": entry.model_dump(by_alias=True, exclude={"evidence"})},
-        )
-    for record in decision.new_measurements:
-        audit.info(
-            "measurement", extra={**context, "measurement": record.model_dump(by_alias=True)}
-        )
-
+    _audit(context, decision)
     _log_decision(context, decision)
 
     if spec is not None:
@@ -139,8 +130,7 @@ async def reconcile(
             await asyncio.to_thread(
                 kube.patch_status, namespace, name, None, dump_status(failed.status)
             )
-            for entry in failed.new_history:
-                audit.info("history", extra={**context, "entry": entry.model_dump(by_alias=True)})
+            _audit(context, failed)
             _log_decision(context, failed)
             return Outcome(
                 body=body,
@@ -199,6 +189,20 @@ async def _act(
     elif isinstance(action, rollout.DeleteDeployment):
         await asyncio.to_thread(
             kube.delete, owner.namespace, deployment_name(owner.name, action.track)
+        )
+
+
+def _audit(context: dict[str, str], decision: rollout.Decision) -> None:
+    """One JSON line per new history entry (with its digest) and per measurement; the
+    measurements are logged whole, so entries leave their evidence out."""
+    for entry in decision.new_history:
+        audit.info(
+            "history",
+            extra={**context, "entry": entry.model_dump(by_alias=True, exclude={"evidence"})},
+        )
+    for record in decision.new_measurements:
+        audit.info(
+            "measurement", extra={**context, "measurement": record.model_dump(by_alias=True)}
         )
 
 

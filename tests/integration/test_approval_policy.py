@@ -151,14 +151,11 @@ def policy_namespace(cluster, api_client, crd_installed, tmp_path_factory) -> It
 
 @pytest.fixture(scope="module")
 def actors(cluster, policy_namespace) -> dict[str, Actor]:
-    token = cluster.kubectl(
-        "create", "token", "gitops", "-n", policy_namespace, "--duration=1h"
-    ).strip()
-    gitops = yaml.safe_load(Path(cluster.info.kubeconfig).read_text())
-    gitops["users"] = [{"name": "gitops", "user": {"token": token}}]
-    gitops["contexts"][0]["context"]["user"] = "gitops"
-    path = Path(cluster.info.state_dir) / f"kubeconfig-gitops-{policy_namespace}"
-    path.write_text(yaml.safe_dump(gitops))
+    path = cluster.service_account_kubeconfig(
+        policy_namespace,
+        "gitops",
+        Path(cluster.info.state_dir) / f"kubeconfig-gitops-{policy_namespace}",
+    )
     users = {
         name: Actor(cluster.info.user_kubeconfigs[name], name)
         for name in ("approver", "risk-officer", "developer")

@@ -94,15 +94,9 @@ def chart_identity(cluster, tmp_path):
     manifest = tmp_path / "rbac.yaml"
     manifest.write_text(yaml.safe_dump_all(docs))
     cluster.kubectl("apply", "-f", str(manifest))
-    token = cluster.kubectl(
-        "create", "token", "aigate", "-n", RELEASE_NAMESPACE, "--duration=1h"
-    ).strip()
-    admin = yaml.safe_load(Path(cluster.info.kubeconfig).read_text())
-    admin["users"] = [{"name": "aigate-sa", "user": {"token": token}}]
-    admin["contexts"][0]["context"]["user"] = "aigate-sa"
-    kubeconfig = tmp_path / "kubeconfig-aigate-sa"
-    kubeconfig.write_text(yaml.safe_dump(admin))
-    yield kubeconfig
+    yield cluster.service_account_kubeconfig(
+        RELEASE_NAMESPACE, "aigate", tmp_path / "kubeconfig-aigate-sa"
+    )
     cluster.kubectl("delete", "-f", str(manifest), "--ignore-not-found")
 
 

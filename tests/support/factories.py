@@ -49,8 +49,7 @@ def spec_model(raw: dict[str, Any] | None = None) -> AIDeploymentSpec:
     return AIDeploymentSpec.model_validate(raw if raw is not None else spec_dict())
 
 
-def iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+iso = gate.format_rfc3339
 
 
 def approval_annotations(revision: str, at: datetime, **overrides: str | None) -> dict[str, str]:

@@ -49,7 +49,7 @@ class World:
             spec_error="",
             annotations=self.annotations,
             status=self.status,
-            observed=rollout.Observed(stable=self.stable, canary=self.canary, service_present=True),
+            observed=rollout.Observed(stable=self.stable, canary=self.canary),
             now=self.now,
             name="fraud-scorer",
             namespace="risk",

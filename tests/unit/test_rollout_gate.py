@@ -134,7 +134,7 @@ def test_stable_only_when_every_replica_of_the_revision_is_ready():
             spec=spec,
             annotations=annotations,
             status=partial.status,
-            observed=rollout.Observed(stable=workload(revision), service_present=True),
+            observed=rollout.Observed(stable=workload(revision)),
         )
     )
     assert done.status.phase == "Stable"
@@ -174,7 +174,7 @@ def _stable_state(spec):
     """Status and observation of `spec` approved, deployed and Stable."""
     annotations = approved_for(spec, NOW)
     revision = compute_revision(spec)
-    observed = rollout.Observed(stable=workload(revision), service_present=True)
+    observed = rollout.Observed(stable=workload(revision))
     first = rollout.decide(inputs(spec=spec, annotations=annotations, observed=observed))
     return annotations, first.status, observed
 

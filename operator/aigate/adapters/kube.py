@@ -90,22 +90,14 @@ class KubeAdapter:
         conflicts: list[str] = []
         stable = self._workload(owner, deployment_name(owner.name, "stable"), conflicts)
         canary = self._workload(owner, deployment_name(owner.name, "canary"), conflicts)
-        service_present = False
         try:
             service = self.core.read_namespaced_service(owner.name, owner.namespace)
-            if _owned_by(service.metadata, owner):
-                service_present = True
-            else:
+            if not _owned_by(service.metadata, owner):
                 conflicts.append(f"Service {owner.name}")
         except ApiException as error:
             if error.status != 404:
                 raise _translate(error, f"get Service {owner.namespace}/{owner.name}") from error
-        return Observed(
-            stable=stable,
-            canary=canary,
-            service_present=service_present,
-            conflicts=tuple(conflicts),
-        )
+        return Observed(stable=stable, canary=canary, conflicts=tuple(conflicts))
 
     def _workload(self, owner: Owner, name: str, conflicts: list[str]) -> WorkloadState | None:
         try:
@@ -146,27 +138,21 @@ class KubeAdapter:
         kind = manifest["kind"]
         name = manifest["metadata"]["name"]
         namespace = manifest["metadata"]["namespace"]
+        patch = {
+            "Deployment": self.apps.patch_namespaced_deployment,
+            "Service": self.core.patch_namespaced_service,
+        }.get(kind)
+        if patch is None:
+            raise ValueError(f"aigate applies Deployments and Services, not {kind}")
         try:
-            if kind == "Deployment":
-                self.apps.patch_namespaced_deployment(
-                    name,
-                    namespace,
-                    manifest,
-                    field_manager=FIELD_MANAGER,
-                    force=True,
-                    _content_type=_APPLY,
-                )
-            elif kind == "Service":
-                self.core.patch_namespaced_service(
-                    name,
-                    namespace,
-                    manifest,
-                    field_manager=FIELD_MANAGER,
-                    force=True,
-                    _content_type=_APPLY,
-                )
-            else:
-                raise ValueError(f"aigate applies Deployments and Services, not {kind}")
+            patch(
+                name,
+                namespace,
+                manifest,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type=_APPLY,
+            )
         except ApiException as error:
             raise _translate(error, f"apply {kind} {namespace}/{name}") from error
 

@@ -152,7 +152,7 @@ def evaluate_gate(
                     APPROVED_AT,
                     "Expired",
                     f"an approval younger than approvalTTL {format_duration(approval_ttl)} "
-                    f"(this one expired at {_iso(approved_at + approval_ttl)})",
+                    f"(this one expired at {format_rfc3339(approved_at + approval_ttl)})",
                     raw,
                 )
             )
@@ -188,7 +188,8 @@ _EXPECTED = {
 }
 
 
-def _iso(moment: datetime) -> str:
+def format_rfc3339(moment: datetime) -> str:
+    """Seconds resolution, "Z" for UTC: the form status and annotations use."""
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 

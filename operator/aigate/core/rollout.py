@@ -40,7 +40,13 @@ from aigate.api.v1alpha1 import (
 from aigate.core import analysis as an
 from aigate.core import conditions as cond
 from aigate.core import records
-from aigate.core.gate import APPROVED_BY, GateDecision, evaluate_gate, parse_rfc3339
+from aigate.core.gate import (
+    APPROVED_BY,
+    GateDecision,
+    evaluate_gate,
+    format_rfc3339,
+    parse_rfc3339,
+)
 from aigate.core.requests import Kind, Request, handled, pending_requests, writer_of
 from aigate.core.revision import compute_revision
 from aigate.core.workloads import Track
@@ -88,7 +94,6 @@ class WorkloadState:
 class Observed:
     stable: WorkloadState | None = None
     canary: WorkloadState | None = None
-    service_present: bool = False
     # Children with our deterministic names that another owner holds: never touched.
     conflicts: tuple[str, ...] = ()
 
@@ -153,7 +158,6 @@ class Decision:
     actions: tuple[Action, ...] = ()
     events: tuple[Event, ...] = ()
     requeue_after: float = REQUEUE_AT_REST
-    gate: GateDecision | None = field(default=None, compare=False)
     new_measurements: tuple[MeasurementRecord, ...] = ()
     new_history: tuple[HistoryEntry, ...] = ()
 
@@ -165,10 +169,6 @@ def canary_replicas(replicas: int, weight: int) -> int:
     traffic through the Service is canary / (canary + replicas): 1 of 5 pods (20 %) for a
     10 % stage with 4 replicas. Rollback is then instant: nothing needs to scale up."""
     return max(1, min(replicas, math.ceil(replicas * weight / 100)))
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _parse(text: str) -> datetime | None:
@@ -186,7 +186,7 @@ class _Draft:
         self.spec = spec
         self.revision = revision
         self.now = inputs.now
-        self.now_iso = _iso(inputs.now)
+        self.now_iso = format_rfc3339(inputs.now)
         self.status = inputs.status.model_copy(deep=True)
         self.status.observed_generation = inputs.generation
         self.actions: list[Action] = []
@@ -246,10 +246,7 @@ class _Draft:
     ) -> None:
         """Moves to `to_phase`. A change of phase, reason or message is recorded once in the
         history and announced once as an Event; repeating a decision records nothing."""
-        last = next(
-            (e for e in reversed(self.status.history) if e.reason not in _RECORD_ONLY_REASONS),
-            None,
-        )
+        last = self.last_transition()
         unchanged = (
             self.status.phase == to_phase
             and last is not None
@@ -260,6 +257,13 @@ class _Draft:
         if not unchanged:
             self._history(from_phase, to_phase, reason, message, evidence)
             self.events.append(Event(event_type, reason, message))
+
+    def last_transition(self) -> HistoryEntry | None:
+        """The latest history entry that moved the phase (not a recorded fact)."""
+        return next(
+            (e for e in reversed(self.status.history) if e.reason not in _RECORD_ONLY_REASONS),
+            None,
+        )
 
     def note(
         self,
@@ -306,7 +310,6 @@ class _Draft:
             actions=tuple(self.actions),
             events=tuple(self.events),
             requeue_after=self.requeue,
-            gate=self.gate,
             new_measurements=tuple(self.new_measurements),
             new_history=tuple(self.new_history),
         )
@@ -343,27 +346,21 @@ def decide(inputs: Inputs) -> Decision:
         _record_approval(d, gate)
     recorded = d.status.approval
     authorised = gate.is_open or (recorded is not None and recorded.revision == revision)
-    if authorised:
-        assert recorded is not None
-        d.status.conditions = cond.set_condition(
-            d.status.conditions,
-            cond.AUTHORIZED,
-            True,
-            "Approved" if gate.is_open else "ApprovalRecorded",
-            _approval_text(recorded),
-            d.now_iso,
-            inputs.generation,
-        )
+    if gate.is_open:
+        reason = "Approved"
+    elif authorised:
+        reason = "ApprovalRecorded"
     else:
-        d.status.conditions = cond.set_condition(
-            d.status.conditions,
-            cond.AUTHORIZED,
-            False,
-            "ApprovalRequired",
-            gate.describe(),
-            d.now_iso,
-            inputs.generation,
-        )
+        reason = "ApprovalRequired"
+    d.status.conditions = cond.set_condition(
+        d.status.conditions,
+        cond.AUTHORIZED,
+        authorised,
+        reason,
+        _approval_text(recorded) if authorised and recorded else gate.describe(),
+        d.now_iso,
+        inputs.generation,
+    )
 
     requests = pending_requests(inputs.annotations, d.status.requests, inputs.managed_fields)
 
@@ -429,7 +426,7 @@ def _record_approval(d: _Draft, gate: GateDecision) -> None:
     assert approval is not None
     record = ApprovalRecord(
         approved_by=approval.approved_by,
-        approved_at=_iso(approval.approved_at),
+        approved_at=format_rfc3339(approval.approved_at),
         revision=d.revision,
         risk_acceptance=approval.risk_acceptance,
         risk_accepted_by=approval.risk_accepted_by,
@@ -717,16 +714,10 @@ def _serving(d: _Draft, stable: WorkloadState) -> None:
     if d.status.phase != "Stable":
         # A promotion, or the first version's deployment, starts the post-promotion watch;
         # returning to Stable after scaling or a refused change does not.
-        started_by = _last_transition_reason(d)
+        last = d.last_transition()
+        started_by = last.reason if last else ""
         _become_stable(d, stable, start_watch=started_by in ("Deploying", "Promoting"))
     _bake(d, stable)
-
-
-def _last_transition_reason(d: _Draft) -> str:
-    last = next(
-        (e for e in reversed(d.status.history) if e.reason not in _RECORD_ONLY_REASONS), None
-    )
-    return last.reason if last else ""
 
 
 def _become_stable(d: _Draft, stable: WorkloadState, *, start_watch: bool) -> None:
@@ -736,7 +727,7 @@ def _become_stable(d: _Draft, stable: WorkloadState, *, start_watch: bool) -> No
     if start_watch:
         s.promoted_at = d.now_iso
         if monitor_for > timedelta(0):
-            s.monitor_until = _iso(d.now + monitor_for)
+            s.monitor_until = format_rfc3339(d.now + monitor_for)
             s.analysis = AnalysisState(track="stable", started_at=d.now_iso)
     message = (
         f"version {d.spec.model.version} (revision {d.revision}) serving with "
@@ -765,13 +756,7 @@ def _bake(d: _Draft, stable: WorkloadState) -> None:
         s.stage = ""
         s.canary_weight = 0
         return
-    state = (
-        s.analysis
-        if s.analysis is not None and s.analysis.track == "stable"
-        else AnalysisState(track="stable", started_at=d.now_iso)
-    )
-    state = _take_measurements(d, state, "stable")
-    s.analysis = state
+    state = _take_measurements(d, "stable")
     s.stage = "post-promotion"
     s.canary_weight = 0
     standing = an.standing(state, spec.rollout.analysis)
@@ -840,6 +825,11 @@ def _canary(d: _Draft, stable: WorkloadState, requests: dict[Kind, Request]) -> 
 
     stage = stages[s.stage_index]
     want = canary_replicas(spec.replicas, stage.weight)
+    position = f"stage {stage.name} ({s.stage_index + 1}/{len(stages)}, weight {stage.weight}%)"
+    stage_started = (
+        f"{position} started: canary at {want} of {spec.replicas} replicas beside stable at "
+        f"{spec.replicas}"
+    )
     d.actions.append(ApplyService())
     d.actions.append(
         ApplyDeployment("canary", d.revision, spec.model.version, want, _template(spec))
@@ -847,7 +837,6 @@ def _canary(d: _Draft, stable: WorkloadState, requests: dict[Kind, Request]) -> 
     _ensure_stable_replicas(d, stable)
     s.stage = stage.name
     s.canary_weight = stage.weight
-    position = f"stage {stage.name} ({s.stage_index + 1}/{len(stages)}, weight {stage.weight}%)"
 
     canary = d.inputs.observed.canary
     canary_ready = (
@@ -873,25 +862,14 @@ def _canary(d: _Draft, stable: WorkloadState, requests: dict[Kind, Request]) -> 
         d.progressing(
             "CanaryStarting", f"{position}: waiting for canary pods, {ready}/{want} Ready"
         )
-        d.transition(
-            "Progressing",
-            "StageStarted",
-            f"{position} started: canary at {want} of {spec.replicas} replicas beside "
-            f"stable at {spec.replicas}",
-        )
+        d.transition("Progressing", "StageStarted", stage_started)
         d.requeue_within(REQUEUE_WHILE_CHANGING)
         return
 
     if not s.stage_ready_at:
         s.stage_ready_at = d.now_iso
-        s.analysis = AnalysisState(track="canary", started_at=d.now_iso)
-    state = (
-        s.analysis
-        if s.analysis is not None and s.analysis.track == "canary"
-        else AnalysisState(track="canary", started_at=d.now_iso)
-    )
-    state = _take_measurements(d, state, "canary")
-    s.analysis = state
+        s.analysis = None  # the stage's analysis starts now
+    state = _take_measurements(d, "canary")
     analysis_spec = spec.rollout.analysis
     standing = an.standing(state, analysis_spec)
     evidence = an.latest_evidence(state)
@@ -940,12 +918,7 @@ def _canary(d: _Draft, stable: WorkloadState, requests: dict[Kind, Request]) -> 
             f"{position}: {format_duration(min(elapsed, duration))} of "
             f"{stage.duration}; {_metrics_summary(state)}",
         )
-        d.transition(
-            "Progressing",
-            "StageStarted",
-            f"{position} started: canary at {want} of {spec.replicas} replicas beside "
-            f"stable at {spec.replicas}",
-        )
+        d.transition("Progressing", "StageStarted", stage_started)
         _requeue_for_next_measurement(d, state)
         if elapsed < duration:
             d.requeue_within((duration - elapsed).total_seconds())
@@ -1029,12 +1002,18 @@ def _promote(d: _Draft, stable: WorkloadState) -> None:
 # ---- measurements --------------------------------------------------------------------------
 
 
-def _take_measurements(d: _Draft, state: AnalysisState, track: str) -> AnalysisState:
-    measurements = d.inputs.measurements
+def _take_measurements(d: _Draft, track: str) -> AnalysisState:
+    """The analysis of `track` (kept in status, started now if there is none) with the
+    latest measurements counted."""
     assert d.spec is not None
+    state = d.status.analysis
+    if state is None or state.track != track:
+        state = AnalysisState(track=track, started_at=d.now_iso)
+    d.status.analysis = state
+    measurements = d.inputs.measurements
     if measurements is None or measurements.track != track:
         return state
-    at_iso = _iso(measurements.at)
+    at_iso = format_rfc3339(measurements.at)
     if state.last_measured_at and at_iso <= state.last_measured_at:
         return state  # already counted (a retried reconcile): never count twice
     state, records = an.record_measurements(state, d.spec.rollout.analysis, measurements, at_iso)
@@ -1042,6 +1021,7 @@ def _take_measurements(d: _Draft, state: AnalysisState, track: str) -> AnalysisS
     d.status.recent_measurements = [*d.status.recent_measurements, *records][
         -MAX_RECENT_MEASUREMENTS:
     ]
+    d.status.analysis = state
     return state
 
 
@@ -1060,12 +1040,11 @@ def _metrics_summary(state: AnalysisState) -> str:
 
 def _requeue_for_next_measurement(d: _Draft, state: AnalysisState) -> None:
     assert d.spec is not None
-    interval = parse_duration(d.spec.rollout.analysis.interval).total_seconds()
     last = _parse(state.last_measured_at)
     if last is None:
         d.requeue_within(REQUEUE_NOW)
         return
-    due = last + timedelta(seconds=interval)
+    due = last + parse_duration(d.spec.rollout.analysis.interval)
     d.requeue_within(max(REQUEUE_NOW, (due - d.now).total_seconds()))
 
 
