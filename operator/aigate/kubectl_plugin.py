@@ -144,10 +144,15 @@ def approval_patch(
     return {"metadata": {"annotations": annotations}}
 
 
-def request_value(kind: str, now_value: str, stage: str | None = None, reason: str = "") -> str:
-    """A new, self-describing value for a request annotation (the operator acts once per value)."""
+def request_value(
+    kind: str, now_value: str, stage: str | None = None, reason: str = "", revision: str = ""
+) -> str:
+    """A new, self-describing value for a request annotation (the operator acts once per
+    value). A promote names the stage and the revision it is for, so it can never count for
+    another rollout: `<stage>@<revision> <time>`."""
     if kind == "promote" and stage:
-        return f"{stage}@{now_value}"
+        bound = f"{stage}@{revision}" if revision else stage
+        return f"{bound} {now_value}"
     if kind == "abort" and reason:
         return f"{now_value} {reason}"
     return now_value
@@ -266,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             _now_value(),
             stage=getattr(args, "stage", None) or status.get("stage"),
             reason=getattr(args, "reason", ""),
+            revision=status.get("canaryRevision", ""),
         )
         _annotate(
             custom,

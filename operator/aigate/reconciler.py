@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from aigate.adapters import prometheus
 from aigate.adapters.kube import KubeAdapter, RejectedError, TransientError
-from aigate.api.v1alpha1 import AIDeploymentSpec, AIDeploymentStatus, SecretKeyRef
+from aigate.api.v1alpha1 import AIDeploymentSpec, AIDeploymentStatus, ApplyError, SecretKeyRef
 from aigate.core import rollout
 from aigate.core.analysis import MeasurementPlan, Measurements, MetricResult, unknown_placeholders
 from aigate.core.verdict import QueryOutcome
@@ -60,13 +60,16 @@ def parse_spec(raw: Any) -> tuple[AIDeploymentSpec | None, str]:
     return spec, ""
 
 
-def parse_status(raw: Any) -> AIDeploymentStatus:
+def parse_status(raw: Any) -> tuple[AIDeploymentStatus, str]:
+    """The stored status, or an empty one and which field could not be read. An unreadable
+    status is never silently replaced: decide() then acts on nothing."""
     try:
-        return AIDeploymentStatus.model_validate(raw or {})
+        return AIDeploymentStatus.model_validate(raw or {}), ""
     except ValidationError as error:
-        # A hand-edited status must not stop the operator; the next write repairs it.
-        log.warning("ignoring unreadable status: %s", error.errors()[:3])
-        return AIDeploymentStatus()
+        problems = [
+            f"status.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        ]
+        return AIDeploymentStatus(), "; ".join(problems[:3])
 
 
 def dump_status(status: AIDeploymentStatus) -> dict[str, Any]:
@@ -87,7 +90,7 @@ async def reconcile(
     metadata = body["metadata"]
     owner = Owner(name=name, namespace=namespace, uid=metadata["uid"])
     spec, spec_error = parse_spec(body.get("spec"))
-    previous = parse_status(body.get("status"))
+    previous, status_error = parse_status(body.get("status"))
     observed = await asyncio.to_thread(kube.observe, owner)
     inputs = rollout.Inputs(
         generation=int(metadata.get("generation", 0)),
@@ -100,6 +103,7 @@ async def reconcile(
         name=name,
         namespace=namespace,
         managed_fields=metadata.get("managedFields") or (),
+        status_error=status_error,
     )
     if gitops_managers is not None:
         inputs = dataclasses.replace(inputs, gitops_managers=gitops_managers)
@@ -109,6 +113,8 @@ async def reconcile(
         inputs = dataclasses.replace(inputs, measurements=measurements)
     decision = rollout.decide(inputs)
     context = {"aideployment": f"{namespace}/{name}", "revision": decision.status.revision}
+    if decision.conditions_only:
+        return await _report_unreadable_status(kube, body, decision, context)
     new_status = dump_status(decision.status)
     if new_status != dump_status(previous):
         written = await asyncio.to_thread(
@@ -120,24 +126,59 @@ async def reconcile(
     # Audit lines only for what status now holds: a dropped round recorded nothing.
     _audit(context, decision)
     _log_decision(context, decision)
+    model_name = _model_name(spec, decision.status)
 
-    if spec is not None:
+    for action in decision.actions:
         try:
-            for action in decision.actions:
-                await _act(kube, owner, spec, action)
+            await _act(kube, owner, model_name, action)
         except RejectedError as error:
-            failed = rollout.record_apply_failure(inputs, decision.status, str(error))
+            # Recorded for decide() to weigh: a refused candidate stops its rollout; a
+            # refused rollback or promotion is retried with backoff.
+            apply_error = _apply_error(decision.status, inputs.generation, action, str(error))
             await asyncio.to_thread(
-                kube.patch_status, namespace, name, None, dump_status(failed.status)
+                kube.patch_status, namespace, name, None, {"applyError": apply_error}
             )
-            _audit(context, failed)
-            _log_decision(context, failed)
-            return Outcome(
-                body=body,
-                events=decision.events + failed.events,
-                requeue_after=failed.requeue_after,
-            )
+            log.warning("apply refused: %s", error, extra=context)
+            warning = rollout.Event("Warning", "ApplyRefused", str(error))
+            return Outcome(body=body, events=(*decision.events, warning), requeue_after=5.0)
     return Outcome(body=body, events=decision.events, requeue_after=decision.requeue_after)
+
+
+def _apply_error(
+    status: AIDeploymentStatus, generation: int, action: rollout.Action, message: str
+) -> dict[str, Any]:
+    track = "service" if isinstance(action, rollout.ApplyService) else getattr(action, "track", "")
+    previous = status.apply_error
+    same = previous is not None and (previous.phase, previous.track) == (status.phase, track)
+    error = ApplyError(
+        generation=generation,
+        phase=status.phase,
+        track=track,
+        message=message[:512],
+        attempts=previous.attempts + 1 if same and previous else 1,
+        since=previous.since if same and previous else datetime.now(UTC).isoformat(),
+    )
+    return error.model_dump(mode="json", by_alias=True)
+
+
+async def _report_unreadable_status(
+    kube: KubeAdapter, body: dict[str, Any], decision: rollout.Decision, context: dict[str, str]
+) -> Outcome:
+    """Writes only the conditions (once per message): everything else stays as stored."""
+    metadata = body["metadata"]
+    conditions = [c.model_dump(mode="json", by_alias=True) for c in decision.status.conditions]
+    stored = (body.get("status") or {}).get("conditions") or []
+    stalled = next((c for c in conditions if c["type"] == "Stalled"), {})
+    if any(c.get("type") == "Stalled" and c.get("message") == stalled.get("message")
+           for c in stored if isinstance(c, dict)):
+        return Outcome(body=body, events=(), requeue_after=decision.requeue_after)
+    await asyncio.to_thread(
+        kube.patch_status, metadata["namespace"], metadata["name"], metadata["resourceVersion"],
+        {"conditions": conditions},
+    )
+    log.warning("status unreadable: %s", stalled.get("message", ""), extra=context)
+    event = rollout.Event("Warning", "StatusUnreadable", stalled.get("message", ""))
+    return Outcome(body=body, events=(event,), requeue_after=decision.requeue_after)
 
 
 async def _measure(
@@ -152,10 +193,8 @@ async def _measure(
     except (RejectedError, TransientError) as error:
         # Without credentials nothing can be measured: every metric is an error outcome.
         failed = QueryOutcome.failed(f"Prometheus credentials unavailable: {error}")
-        return Measurements(
-            track=plan.track,
-            at=plan.at,
-            results=tuple(MetricResult(q.metric, q.query, failed) for q in plan.queries),
+        return Measurements.of(
+            plan, tuple(MetricResult(q.metric, q.query, failed) for q in plan.queries)
         )
     return await asyncio.to_thread(prometheus.measure, plan, prometheus_spec, credentials)
 
@@ -166,30 +205,34 @@ async def _secret_value(kube: KubeAdapter, namespace: str, ref: SecretKeyRef | N
     return await asyncio.to_thread(kube.read_secret_key, namespace, ref.name, ref.key)
 
 
-async def _act(
-    kube: KubeAdapter, owner: Owner, spec: AIDeploymentSpec, action: rollout.Action
-) -> None:
+async def _act(kube: KubeAdapter, owner: Owner, model_name: str, action: rollout.Action) -> None:
     if isinstance(action, rollout.ApplyService):
-        await asyncio.to_thread(kube.apply, build_service(owner, spec))
+        manifest = build_service(owner, port=action.port, target_port=action.target_port)
+        await asyncio.to_thread(kube.apply, manifest)
     elif isinstance(action, rollout.ApplyDeployment):
         manifest = build_deployment(
             owner,
             action.track,
-            model_name=spec.model.name,
+            model_name=model_name,
             version=action.version,
             revision=action.revision,
             template=action.template,
             replicas=action.replicas,
         )
         await asyncio.to_thread(kube.apply, manifest)
-    elif isinstance(action, rollout.ScaleDeployment):
-        await asyncio.to_thread(
-            kube.scale, owner.namespace, deployment_name(owner.name, action.track), action.replicas
-        )
     elif isinstance(action, rollout.DeleteDeployment):
         await asyncio.to_thread(
             kube.delete, owner.namespace, deployment_name(owner.name, action.track)
         )
+
+
+def _model_name(spec: AIDeploymentSpec | None, status: AIDeploymentStatus) -> str:
+    """The model name for child labels: the spec's, or the serving snapshot's when the
+    spec cannot be used (a rollback still completes)."""
+    if spec is not None:
+        return spec.model.name
+    model = (status.serving.content.get("model") if status.serving else None) or {}
+    return str(model.get("name") or "")
 
 
 def _audit(context: dict[str, str], decision: rollout.Decision) -> None:

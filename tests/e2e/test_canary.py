@@ -43,7 +43,7 @@ def stable_v1(cluster, api_client, namespace, **kwargs) -> tuple[Aid, str]:
     aid.create(spec)
     revision = approve(aid, spec)
     wait_for(
-        lambda: aid.phase() == "Stable" and not aid.status().get("monitorUntil"),
+        lambda: aid.phase() == "Stable",
         timeout=TIMEOUT,
         what="v1 Stable",
     )
@@ -117,7 +117,9 @@ def test_healthy_version_goes_through_every_stage_to_stable(
         assert metrics["error-rate"]["value"] == "0.001"
         assert 'track="canary"' in metrics["error-rate"]["query"]
         assert f'namespace="{namespace}"' in metrics["error-rate"]["query"]
-    assert aid.status()["previousStable"]["revision"] == v1
+    promoted = next(h for h in history if h["reason"] == "Promoted" and h["revision"] == v2)
+    assert "2.5.0" in promoted["message"] and aid.status()["serving"]["revision"] == v2
+    assert v1 in {h["revision"] for h in history}
 
 
 def test_breaching_version_is_rolled_back_automatically(cluster, api_client, namespace, servers):
@@ -132,7 +134,7 @@ def test_breaching_version_is_rolled_back_automatically(cluster, api_client, nam
     ready = aid.ready_pods("stable")
     assert len(ready) == 4 and all(p.metadata.labels["aigate.dev/revision"] == v1 for p in ready)
     status = aid.status()
-    assert status["rolledBackRevision"] == v2 and status["stableRevision"] == v1
+    assert status["rolledBackRevisions"] == [v2] and status["stableRevision"] == v1
     stalled = aid.condition("Stalled")
     assert stalled["reason"] == "RolledBack"
     rollback = next(h for h in status["history"] if h["toPhase"] == "RollingBack")
@@ -154,7 +156,7 @@ def test_prometheus_down_pauses_the_stage_and_progress_resumes_when_it_is_back(
     aid, _ = stable_v1(cluster, api_client, namespace)
     v2 = roll_out_v2(cluster, aid)
     wait_for(
-        lambda: aid.status().get("stageReadyAt") and aid.status().get("stage") == "canary-10",
+        lambda: (aid.status().get("rollout") or {}).get("readySince") and aid.status().get("stage") == "canary-10",
         timeout=TIMEOUT,
         what="canary-10 analysing",
     )
@@ -232,7 +234,7 @@ def test_operator_killed_mid_stage_resumes_the_same_stage(
     aid, _ = stable_v1(cluster, api_client, namespace, manual=True)
     v2 = roll_out_v2(cluster, aid, manual=True)
     wait_for(
-        lambda: aid.status().get("stage") == "canary-10" and aid.status().get("stageReadyAt"),
+        lambda: aid.status().get("stage") == "canary-10" and (aid.status().get("rollout") or {}).get("readySince"),
         timeout=TIMEOUT,
         what="canary-10 under analysis",
     )
@@ -247,9 +249,9 @@ def test_operator_killed_mid_stage_resumes_the_same_stage(
     after = aid.status()
     # the stage that was running kept its start time and counters: it resumed, not restarted
     first_stage = [h for h in after["history"] if h["stage"] == "canary-10" and h["revision"] == v2]
-    assert [h["reason"] for h in first_stage].count("StageStarted") == 1
+    assert [h["reason"] for h in first_stage].count("RolloutStarted") == 1
     assert [h["reason"] for h in first_stage].count("StagePassed") == 1
-    assert before["stageReadyAt"] <= next(
+    assert before["rollout"]["readySince"] <= next(
         h["time"] for h in first_stage if h["reason"] == "StagePassed"
     )
     aid.annotate({"aigate.dev/promote": "canary-50"})
@@ -272,15 +274,11 @@ def test_breach_during_post_promotion_watch_restores_previous_version(
     aid, v1 = stable_v1(cluster, api_client, namespace, monitor="60s")
     v2 = roll_out_v2(cluster, aid, monitor="60s")
     wait_for(
-        lambda: (
-            aid.phase() == "Stable"
-            and aid.status()["stableRevision"] == v2
-            and aid.status().get("monitorUntil")
-        ),
+        lambda: aid.phase() == "Verifying" and aid.status()["stableRevision"] == v2,
         timeout=TIMEOUT,
         what="v2 promoted, watch running",
     )
-    assert aid.status()["stage"] == "post-promotion"
+    assert aid.status()["watch"]["revision"] == v2
     servers.set("stable", error=0.3)
     wait_for(phase_is(aid, "RolledBack"), timeout=TIMEOUT, what="RolledBack from the watch")
     wait_for(
@@ -295,7 +293,7 @@ def test_breach_during_post_promotion_watch_restores_previous_version(
     )
     status = aid.status()
     assert status["stableRevision"] == v1 and status["stableVersion"] == "2.4.0"
-    assert status["rolledBackRevision"] == v2
+    assert status["rolledBackRevisions"] == [v2]
     assert aid.event_messages("PostPromotionBreach")
 
 

@@ -93,7 +93,7 @@ def test_approval_deploys_stable_workload_and_records_who_approved(api_client, n
     assert aid.condition("Ready")["status"] == "True"
     assert aid.condition("Stalled")["status"] == "False"
     assert aid.condition("Authorized")["status"] == "True"
-    assert [h["toPhase"] for h in status["history"]][-2:] == ["Progressing", "Stable"]
+    assert [h["toPhase"] for h in status["history"]][-2:] == ["Deploying", "Stable"]
     assert aid.event_messages("Approved")
 
 

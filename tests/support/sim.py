@@ -1,6 +1,13 @@
-"""A pure simulation of the cluster around decide(): actions take effect at once (or
-after a readiness delay), and metric outcomes come from a function the test supplies.
-Used by unit and property tests of the rollout state machine."""
+"""A simulated cluster around decide(), deliberately unlike kind: Deployments take ticks to
+roll out (old pods keep serving until new ones are Ready), the Deployment controller lags
+a tick behind, applies can be lost (a crash between the status write and the apply),
+refused (4xx) or cut short (5xx), pods flap, people delete or scale children, and the
+clock moves irregularly. Metric outcomes come from a function the test supplies.
+
+The World mirrors the reconciler: plan measurements from the stored status, decide, write
+the status, then act; a refused apply is written back as status.applyError the way
+reconciler.py does it.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aigate.api.v1alpha1 import AIDeploymentSpec, AIDeploymentStatus
+from aigate.api.v1alpha1 import AIDeploymentSpec, AIDeploymentStatus, ApplyError
 from aigate.core import rollout
 from aigate.core.analysis import Measurements, MetricResult
 from aigate.core.revision import compute_revision
@@ -24,62 +31,204 @@ def passing(track: str, metric: str, at: datetime) -> QueryOutcome:
 
 
 @dataclasses.dataclass
+class SimDeployment:
+    """A Deployment as the controller rolls it: new pods become Ready `speed` per tick; old
+    pods (previous template) keep serving until replaced (maxUnavailable 0)."""
+
+    revision: str
+    version: str
+    replicas: int
+    template: dict[str, Any]
+    new_ready: int = 0
+    old_ready: int = 0
+    observed: bool = False  # the controller has seen the latest change
+    not_ready: int = 0  # flapping: Ready pods that are NotReady this tick
+
+    def state(self) -> rollout.WorkloadState:
+        ready = max(0, self.new_ready - self.not_ready) + self.old_ready
+        return rollout.WorkloadState(
+            revision=self.revision,
+            version=self.version,
+            replicas=self.replicas,
+            ready_replicas=ready,
+            updated_replicas=self.replicas if self.observed else 0,
+            total_replicas=self.replicas + self.old_ready,
+            observed_current=self.observed,
+            template=self.template,
+        )
+
+    def apply(self, revision: str, version: str, replicas: int, template: dict) -> None:
+        if revision != self.revision or template != self.template:
+            self.old_ready = min(self.replicas, self.new_ready + self.old_ready)
+            self.new_ready = 0
+        self.revision, self.version, self.template = revision, version, template
+        self.replicas = replicas
+        self.new_ready = min(self.new_ready, replicas)
+        self.observed = False
+
+    def tick(self, speed: int) -> None:
+        if not self.observed:
+            self.observed = True
+            return
+        self.new_ready = min(self.replicas, self.new_ready + speed)
+        self.old_ready = max(0, min(self.old_ready, self.replicas - self.new_ready))
+        self.not_ready = 0
+
+
+@dataclasses.dataclass
+class Faults:
+    """What goes wrong on the next step (each used once, then cleared)."""
+
+    lose_actions: bool = False  # crash after the status write: nothing applied
+    reject_next_apply: str = ""  # the next ApplyDeployment is refused with this 4xx text
+    reject_track: str = ""  # ... only one of this track ("" for any)
+    cut_after: int | None = None  # a 5xx after this many actions: the rest not applied
+
+
+@dataclasses.dataclass
 class World:
-    spec: AIDeploymentSpec
+    spec: AIDeploymentSpec | None
     now: datetime
     annotations: dict[str, str] = dataclasses.field(default_factory=dict)
     status: AIDeploymentStatus = dataclasses.field(default_factory=AIDeploymentStatus)
-    stable: rollout.WorkloadState | None = None
-    canary: rollout.WorkloadState | None = None
+    deployments: dict[str, SimDeployment] = dataclasses.field(default_factory=dict)
+    service: tuple[str, int, int] | None = None  # (revision, port, targetPort)
     outcome: Outcome = passing
+    speed: int = 1000  # pods becoming Ready per tick; small values make rollouts slow
     canary_becomes_ready: bool = True
     generation: int = 1
+    spec_error: str = ""
+    conflicts: tuple[str, ...] = ()
+    faults: Faults = dataclasses.field(default_factory=Faults)
     decisions: list[rollout.Decision] = dataclasses.field(default_factory=list)
+    plans: list[Any] = dataclasses.field(default_factory=list)  # MeasurementPlans served
+    served: list[tuple[Any, tuple[QueryOutcome, ...]]] = dataclasses.field(default_factory=list)
     min_stable_ready: int | None = None  # lowest stable Ready count seen while a canary ran
     last_inputs: rollout.Inputs | None = None
+    applied: list[rollout.Action] = dataclasses.field(default_factory=list)  # this step's
+
+    # ---- what decide() sees ----------------------------------------------------------------
+
+    @property
+    def stable(self) -> rollout.WorkloadState | None:
+        d = self.deployments.get("stable")
+        return d.state() if d else None
+
+    @property
+    def canary(self) -> rollout.WorkloadState | None:
+        d = self.deployments.get("canary")
+        return d.state() if d else None
 
     @property
     def revision(self) -> str:
+        assert self.spec is not None
         return compute_revision(self.spec)
 
     def inputs(self, measurements: Measurements | None = None) -> rollout.Inputs:
         return rollout.Inputs(
             generation=self.generation,
             spec=self.spec,
-            spec_error="",
-            annotations=self.annotations,
+            spec_error=self.spec_error,
+            annotations=dict(self.annotations),
             status=self.status,
-            observed=rollout.Observed(stable=self.stable, canary=self.canary),
+            observed=rollout.Observed(
+                stable=self.stable, canary=self.canary, conflicts=self.conflicts
+            ),
             now=self.now,
             name="fraud-scorer",
             namespace="risk",
             measurements=measurements,
         )
 
+    # ---- one reconcile, then time passes ------------------------------------------------
+
     def step(self, advance: timedelta = timedelta(seconds=5)) -> rollout.Decision:
         inputs = self.inputs()
         plan = rollout.measurement_plan(inputs)
         if plan is not None:
+            outcomes = tuple(self.outcome(plan.track, q.metric, plan.at) for q in plan.queries)
             results = tuple(
-                MetricResult(q.metric, q.query, self.outcome(plan.track, q.metric, plan.at))
-                for q in plan.queries
+                MetricResult(q.metric, q.query, o)
+                for q, o in zip(plan.queries, outcomes, strict=True)
             )
+            self.plans.append(plan)
+            self.served.append((plan, outcomes))
             inputs = dataclasses.replace(
-                inputs, measurements=Measurements(plan.track, plan.at, results)
+                inputs,
+                measurements=Measurements.of(plan, results),
             )
         decision = rollout.decide(inputs)
         self.last_inputs = inputs
         self.decisions.append(decision)
         self.status = decision.status
-        for action in decision.actions:
+        self._act(decision.actions)
+        self._watch_stable_strength()
+        self.tick(advance)
+        return decision
+
+    def tick(self, advance: timedelta) -> None:
+        for name, deployment in self.deployments.items():
+            if name == "canary" and not self.canary_becomes_ready:
+                deployment.observed = True
+                continue
+            deployment.tick(self.speed)
+        self.now += advance
+
+    def _act(self, actions: tuple[rollout.Action, ...]) -> None:
+        faults, self.faults = self.faults, Faults()
+        self.applied = []
+        if faults.lose_actions:
+            return
+        for index, action in enumerate(actions):
+            if faults.cut_after is not None and index >= faults.cut_after:
+                return
+            if (
+                faults.reject_next_apply
+                and isinstance(action, rollout.ApplyDeployment)
+                and faults.reject_track in ("", action.track)
+            ):
+                self._record_rejection(action, faults.reject_next_apply)
+                return
             self._apply(action)
-        if self.canary is not None and self.stable is not None:
-            ready = self.stable.ready_replicas
+            self.applied.append(action)
+
+    def _record_rejection(self, action: rollout.ApplyDeployment, message: str) -> None:
+        previous = self.status.apply_error
+        same = previous is not None and (previous.phase, previous.track) == (
+            self.status.phase,
+            action.track,
+        )
+        status = self.status.model_copy(deep=True)
+        status.apply_error = ApplyError(
+            generation=self.generation,
+            phase=self.status.phase,
+            track=action.track,
+            message=message,
+            attempts=previous.attempts + 1 if same and previous else 1,
+        )
+        self.status = status
+
+    def _apply(self, action: rollout.Action) -> None:
+        if isinstance(action, rollout.ApplyDeployment):
+            existing = self.deployments.get(action.track)
+            if existing is None:
+                self.deployments[action.track] = SimDeployment(
+                    action.revision, action.version, action.replicas, action.template
+                )
+            else:
+                existing.apply(action.revision, action.version, action.replicas, action.template)
+        elif isinstance(action, rollout.DeleteDeployment):
+            self.deployments.pop(action.track, None)
+        elif isinstance(action, rollout.ApplyService):
+            self.service = (action.revision, action.port, action.target_port)
+
+    def _watch_stable_strength(self) -> None:
+        stable = self.stable
+        if self.canary is not None and stable is not None:
+            ready = stable.ready_replicas
             self.min_stable_ready = (
                 ready if self.min_stable_ready is None else min(self.min_stable_ready, ready)
             )
-        self.now += advance
-        return decision
 
     def run_until(
         self,
@@ -97,50 +246,26 @@ class World:
             f"conditions {[(c.type, c.reason, c.message) for c in self.status.conditions]}"
         )
 
-    def change_spec(self, spec: AIDeploymentSpec) -> None:
+    # ---- what people do ---------------------------------------------------------------
+
+    def change_spec(self, spec: AIDeploymentSpec | None, error: str = "") -> None:
         self.spec = spec
+        self.spec_error = error
         self.generation += 1
 
-    def _workload(
-        self, revision: str, version: str, replicas: int, template: dict[str, Any], ready: bool
-    ) -> rollout.WorkloadState:
-        return rollout.WorkloadState(
-            revision=revision,
-            version=version,
-            replicas=replicas,
-            ready_replicas=replicas if ready else 0,
-            updated_replicas=replicas,
-            total_replicas=replicas,
-            observed_current=True,
-            template=template,
-        )
+    def flap(self, track: str, pods: int = 1) -> None:
+        deployment = self.deployments.get(track)
+        if deployment is not None:
+            deployment.not_ready = min(deployment.new_ready, pods)
 
-    def _apply(self, action: rollout.Action) -> None:
-        if isinstance(action, rollout.ApplyDeployment):
-            ready = action.track == "stable" or self.canary_becomes_ready
-            state = self._workload(
-                action.revision, action.version, action.replicas, action.template, ready
-            )
-            setattr(self, action.track, state)
-        elif isinstance(action, rollout.ScaleDeployment):
-            current = getattr(self, action.track)
-            if current is not None:
-                setattr(
-                    self,
-                    action.track,
-                    dataclasses.replace(
-                        current,
-                        replicas=action.replicas,
-                        ready_replicas=action.replicas,
-                        updated_replicas=action.replicas,
-                        total_replicas=action.replicas,
-                    ),
-                )
-        elif isinstance(action, rollout.DeleteDeployment):
-            setattr(self, action.track, None)
+    def delete_child(self, track: str) -> None:
+        self.deployments.pop(track, None)
 
     def events(self) -> list[rollout.Event]:
         return [e for d in self.decisions for e in d.events]
+
+    def history(self) -> list:
+        return [h for d in self.decisions for h in d.new_history]
 
 
 # ---- a standard plan and worlds built on it ----------------------------------------------
@@ -148,9 +273,19 @@ class World:
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
-def plan_spec(version: str = "2.4.0", *, manual: bool = False, monitor: str = "0s", **analysis):
+def plan_spec(
+    version: str = "2.4.0",
+    *,
+    manual: bool = False,
+    monitor: str = "0s",
+    replicas: int = 4,
+    port: int = 8080,
+    **analysis,
+):
     raw = spec_dict()
     raw["model"]["version"] = version
+    raw["replicas"] = replicas
+    raw["service"] = {"port": port}
     raw["template"]["spec"]["containers"][0]["image"] = f"fake-model:{version}"
     raw["rollout"]["stages"] = [
         {"name": "canary-10", "weight": 10, "duration": "1m"},
@@ -181,7 +316,7 @@ def serving(v1="2.4.0", **kwargs) -> World:
     """A world where v1 is approved, deployed and Stable (its watch over)."""
     spec = plan_spec(v1, **kwargs)
     world = World(spec=spec, now=T0, annotations=approved_for(spec, T0))
-    world.run_until(lambda w: w.status.phase == "Stable" and not w.status.monitor_until)
+    world.run_until(lambda w: w.status.phase == "Stable")
     return world
 
 

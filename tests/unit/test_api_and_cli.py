@@ -191,22 +191,25 @@ def test_kubectl_plugin_renders_status_and_history():
     ):
         assert expected in text
     assert "error-rate: Pass value 0.001 (<= 0.01)" in render_history(obj["status"]["history"])
-    assert request_value("promote", "T", stage="canary-50") == "canary-50@T"
+    assert request_value("promote", "T", stage="canary-50", revision="abc") == "canary-50@abc T"
     assert request_value("abort", "T", reason="INC-7") == "T INC-7"
     assert request_value("retry", "T") == "T"
 
 
 @pytest.mark.parametrize(
-    ("value", "target"),
+    ("value", "stage", "revision", "for_abc123456789"),
     [
-        ("canary-50", "canary-50"),
-        ("canary-50@2026-11-23T10:00:00Z", "canary-50"),
-        ("canary-50 looks good", "canary-50"),
-        ("yes", None),
-        ("2026-11-23T10:00:00Z", None),
+        ("canary-50", "canary-50", "", True),
+        ("canary-50@abc123456789 2026-11-23T10:00:00Z", "canary-50", "abc123456789", True),
+        ("canary-50@abc123456789ff", "canary-50", "abc123456789ff", False),
+        ("canary-50@abc1 looks good", "canary-50", "abc1", False),  # too short a prefix
+        ("canary-50@def123456789", "canary-50", "def123456789", False),
+        ("yes", "yes", "", True),
     ],
 )
-def test_promote_values_name_a_stage_or_none(value, target):
-    from aigate.core.rollout import promote_target
+def test_promote_values_name_a_stage_and_bind_to_a_revision(value, stage, revision, for_abc123456789):
+    from aigate.core.requests import Request
 
-    assert promote_target(value, ["canary-10", "canary-50", "full"]) == target
+    request = Request("promote", value, by="")
+    assert (request.stage, request.revision) == (stage, revision)
+    assert request.names_revision("abc123456789") is for_abc123456789

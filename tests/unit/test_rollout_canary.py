@@ -9,10 +9,16 @@ from datetime import datetime, timedelta
 import pytest
 
 from aigate.core import rollout
+from aigate.core.analysis import Measurements, MetricResult
 from aigate.core.revision import compute_revision
 from aigate.core.verdict import QueryOutcome
 from support.factories import approval_annotations, approved_for, spec_dict, spec_model
 from support.sim import T0, World, plan_spec, serving, upgrade
+
+
+def canary_running(world: World) -> bool:
+    rollout_state = world.status.rollout
+    return rollout_state is not None and bool(rollout_state.ready_since)
 
 
 def reasons(world: World) -> list[str]:
@@ -24,7 +30,7 @@ def test_first_version_goes_straight_to_stable_with_no_canary():
     assert world.canary is None
     assert world.stable is not None and world.stable.replicas == 4
     assert [h.to_phase for h in world.status.history if h.reason not in {"Approved"}][-2:] == [
-        "Progressing",
+        "Deploying",
         "Stable",
     ]
 
@@ -49,13 +55,16 @@ def test_healthy_version_passes_every_stage_with_replicas_following_the_weight()
         assert {e.metric for e in entry.evidence} == {"error-rate", "p99-latency"}
         assert all(e.verdict == "Pass" and e.track == "canary" for e in entry.evidence)
         assert all('track="canary"' in e.query for e in entry.evidence)
-    assert world.status.previous_stable is not None and world.status.previous_stable.revision == v1
+    promoted = next(h for h in world.status.history if h.reason == "Promoted" and h.revision == v2)
+    assert promoted.from_phase == "Promoting" and promoted.to_phase == "Stable"
+    assert world.status.serving.revision == v2 and world.status.previous is None  # no watch
+    assert world.status.last_rollback is None and v1 != v2
 
 
 def test_stage_needs_its_duration_and_a_measurement_of_every_metric():
     world = serving()
     upgrade(world)
-    world.run_until(lambda w: w.status.stage_ready_at != "")
+    world.run_until(canary_running)
     ready_at = world.now
     world.run_until(lambda w: w.status.stage == "canary-50", advance=timedelta(seconds=5))
     passed_at = next(h for h in world.status.history if h.reason == "StagePassed").time
@@ -80,7 +89,7 @@ def test_breach_rolls_back_and_names_metric_value_and_threshold():
     assert world.canary is None
     assert world.stable.revision == v1 and world.stable.replicas == 4 and world.stable.rolled_out
     assert world.min_stable_ready == 4
-    assert world.status.rolled_back_revision == v2
+    assert world.status.rolled_back_revisions == [v2]
     rollback = next(e for e in world.events() if e.reason == "AnalysisFailed")
     assert (
         "error-rate" in rollback.message
@@ -136,7 +145,7 @@ def prometheus_down(track, metric, at):
 def test_prometheus_down_pauses_after_the_limit_never_promotes_and_resumes():
     world = serving()
     v2 = upgrade(world)
-    world.run_until(lambda w: w.status.stage_ready_at != "")
+    world.run_until(canary_running)
     world.outcome = prometheus_down
     world.run_until(lambda w: w.status.phase == "Paused", advance=timedelta(seconds=30))
     paused = next(c for c in world.status.conditions if c.type == "Reconciling")
@@ -175,7 +184,7 @@ def test_nan_and_empty_results_never_count_as_a_pass():
 def test_pause_timeout_rollback_policy():
     world = serving(pauseTimeout="2m", onPauseTimeout="Rollback")
     upgrade(world, pauseTimeout="2m", onPauseTimeout="Rollback")
-    world.run_until(lambda w: w.status.stage_ready_at != "")
+    world.run_until(canary_running)
     world.outcome = prometheus_down
     world.run_until(lambda w: w.status.phase == "RolledBack", advance=timedelta(seconds=30))
     assert "PauseTimeout" in reasons(world)
@@ -184,7 +193,7 @@ def test_pause_timeout_rollback_policy():
 def test_pause_timeout_hold_policy_stays_paused():
     world = serving()
     upgrade(world, pauseTimeout="2m")
-    world.run_until(lambda w: w.status.stage_ready_at != "")
+    world.run_until(canary_running)
     world.outcome = prometheus_down
     world.run_until(lambda w: w.status.phase == "Paused", advance=timedelta(seconds=30))
     for _ in range(20):
@@ -205,9 +214,10 @@ def test_manual_promotion_waits_for_the_promote_annotation():
     for _ in range(30):
         world.step(timedelta(minutes=1))
         assert world.status.phase == "Paused" and world.stable.revision != v2
-    world.annotations = world.annotations | {"aigate.dev/promote": "canary-50"}
+    world.annotations = world.annotations | {"aigate.dev/promote": f"canary-50@{v2}"}
     world.run_until(lambda w: w.status.phase == "Stable" and w.stable.revision == v2)
-    assert world.status.requests.promote.value == "canary-50"
+    assert world.status.requests.promote.value == f"canary-50@{v2}"
+    assert world.status.requests.promote.outcome.startswith("promoting past stage canary-50")
 
 
 def test_promote_naming_another_stage_does_not_promote_this_one():
@@ -258,25 +268,25 @@ def test_breach_during_post_promotion_watch_restores_the_previous_version():
     world = serving(monitor="10m")
     v1 = world.stable.revision
     v2 = upgrade(world, monitor="10m")
-    world.run_until(lambda w: w.status.phase == "Stable" and w.stable.revision == v2)
-    assert world.status.stage == "post-promotion" and world.status.monitor_until
+    world.run_until(lambda w: w.status.phase == "Verifying" and w.stable.revision == v2)
+    assert world.status.watch is not None and world.status.previous.revision == v1
     world.outcome = lambda track, metric, at: QueryOutcome(
         samples=(0.5 if metric == "error-rate" else 0.001,)
     )
     world.run_until(lambda w: w.status.phase == "RolledBack")
     assert world.stable.revision == v1 and world.stable.replicas == 4 and world.stable.rolled_out
     assert world.stable.version == "2.4.0"
-    assert world.status.rolled_back_revision == v2
+    assert world.status.rolled_back_revisions == [v2]
     assert "PostPromotionBreach" in reasons(world)
-    assert world.status.previous_stable is None
+    assert world.status.previous is None and world.status.serving.revision == v1
 
 
 def test_post_promotion_watch_completes_when_healthy():
     world = serving(monitor="5m")
     v2 = upgrade(world, monitor="5m")
-    world.run_until(lambda w: w.status.phase == "Stable" and w.stable.revision == v2)
-    world.run_until(lambda w: not w.status.monitor_until, advance=timedelta(seconds=30))
-    assert "BakeCompleted" in [h.reason for h in world.status.history]
+    world.run_until(lambda w: w.status.phase == "Verifying" and w.stable.revision == v2)
+    world.run_until(lambda w: w.status.watch is None, advance=timedelta(seconds=30))
+    assert "WatchCompleted" in [h.reason for h in world.status.history]
     assert world.status.phase == "Stable"
 
 
@@ -302,7 +312,10 @@ def test_unapproved_spec_change_mid_canary_cancels_the_canary_and_keeps_stable()
     world.change_spec(spec_model(raw))  # annotations still approve 2.5.0
     world.run_until(lambda w: w.status.phase == "AwaitingApproval" and w.canary is None)
     assert world.stable.revision == v1 and world.stable.replicas == 4
-    assert "CanaryCancelled" in [h.reason for h in world.status.history]
+    cancelled = next(h for h in world.status.history if h.reason == "CanaryCancelled")
+    assert cancelled.revision != world.status.revision and "not approved" in cancelled.message
+    routed = next(h for h in world.status.history if h.to_phase == "AwaitingApproval")
+    assert routed.from_phase == "Progressing" and routed.reason == "ApprovalRequired"
 
 
 def test_restart_between_recording_and_acting_duplicates_nothing():
@@ -328,20 +341,34 @@ def test_restart_between_recording_and_acting_duplicates_nothing():
     ]
 
 
+def _analysis(world: World):
+    return world.status.rollout.analysis if world.status.rollout else None
+
+
 def test_measurement_is_not_counted_twice_for_the_same_instant():
     world = serving()
     upgrade(world)
-    world.run_until(lambda w: w.status.analysis is not None and w.status.analysis.last_measured_at)
-    counters = world.status.analysis.metrics["error-rate"].measurements
-    inputs = world.inputs()
-    stamp = datetime.fromisoformat(world.status.analysis.last_measured_at.replace("Z", "+00:00"))
-    from aigate.core.analysis import Measurements, MetricResult
+    world.run_until(lambda w: _analysis(w) is not None and _analysis(w).last_measured_at)
+    state = _analysis(world)
+    counters = state.metrics["error-rate"].measurements
+    stamp = datetime.fromisoformat(state.last_measured_at.replace("Z", "+00:00"))
+    results = (MetricResult("error-rate", "q", QueryOutcome(samples=(0.5,))),)
+    stale = Measurements("canary", stamp, results, state.revision, state.stage_index)
+    decision = rollout.decide(dataclasses.replace(world.inputs(), measurements=stale))
+    assert decision.status.rollout.analysis.metrics["error-rate"].measurements == counters
 
-    stale = Measurements(
-        "canary", stamp, (MetricResult("error-rate", "q", QueryOutcome(samples=(0.5,))),)
-    )
-    decision = rollout.decide(inputs.__class__(**{**inputs.__dict__, "measurements": stale}))
-    assert decision.status.analysis.metrics["error-rate"].measurements == counters
+
+def test_measurement_taken_for_another_stage_is_not_counted_in_this_one():
+    world = serving()
+    upgrade(world)
+    world.run_until(lambda w: _analysis(w) is not None and _analysis(w).last_measured_at)
+    state = _analysis(world)
+    later = world.now + timedelta(minutes=5)
+    results = (MetricResult("error-rate", "q", QueryOutcome(samples=(0.5,))),)
+    for revision, stage in ((state.revision, state.stage_index + 1), ("other", state.stage_index)):
+        foreign = Measurements("canary", later, results, revision, stage)
+        decision = rollout.decide(dataclasses.replace(world.inputs(), measurements=foreign))
+        assert decision.new_measurements == ()
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aigate.api.v1alpha1 import AIDeploymentStatus, ApprovalRecord
+from aigate.api.v1alpha1 import AIDeploymentStatus, ApplyError, ApprovalRecord
 from aigate.core import gate, rollout
 from aigate.core.conditions import get_condition
 from aigate.core.revision import compute_revision
+from aigate.core.rollout.draft import MAX_HISTORY
 from support.factories import approval_annotations, approved_for, spec_dict, spec_model
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -87,10 +88,10 @@ def test_valid_approval_records_it_and_deploys_stable_and_service():
     spec = spec_model()
     revision = compute_revision(spec)
     decision = rollout.decide(inputs(spec=spec, annotations=approved_for(spec, NOW)))
-    assert decision.status.phase == "Progressing"
+    assert decision.status.phase == "Deploying"
     assert decision.actions == (
-        rollout.ApplyService(),
         rollout.ApplyDeployment("stable", revision, "2.4.0", 4),
+        rollout.ApplyService(revision, 8080, 8080),
     )
     approval = decision.status.approval
     assert approval is not None
@@ -106,7 +107,7 @@ def test_valid_approval_records_it_and_deploys_stable_and_service():
         "ciso@example.com",
     )
     assert approval.recorded_at == "2026-11-23T12:00:00Z"
-    assert [e.reason for e in decision.events] == ["Approved", "Deploying"]
+    assert [e.reason for e in decision.events] == ["Approved", "FirstVersion"]
     assert condition(decision, "Authorized").status == "True"
     assert condition(decision, "Reconciling").status == "True"
     assert condition(decision, "Stalled").status == "False"
@@ -126,7 +127,7 @@ def test_stable_only_when_every_replica_of_the_revision_is_ready():
             observed=rollout.Observed(stable=workload(revision, ready=3)),
         )
     )
-    assert partial.status.phase == "Progressing"
+    assert partial.status.phase == "Deploying"
     assert "3/4" in condition(partial, "Reconciling").message
     assert partial.events == ()
     done = rollout.decide(
@@ -140,7 +141,7 @@ def test_stable_only_when_every_replica_of_the_revision_is_ready():
     assert done.status.phase == "Stable"
     assert condition(done, "Ready").status == "True"
     assert condition(done, "Reconciling").status == "False"
-    assert [e.reason for e in done.events] == ["Available"]
+    assert [e.reason for e in done.events] == ["Promoted"]
     assert done.status.stable_revision == revision
     assert done.status.ready_replicas == 4
 
@@ -174,9 +175,12 @@ def _stable_state(spec):
     """Status and observation of `spec` approved, deployed and Stable."""
     annotations = approved_for(spec, NOW)
     revision = compute_revision(spec)
+    first = rollout.decide(inputs(spec=spec, annotations=annotations))
     observed = rollout.Observed(stable=workload(revision))
-    first = rollout.decide(inputs(spec=spec, annotations=annotations, observed=observed))
-    return annotations, first.status, observed
+    done = rollout.decide(
+        inputs(spec=spec, annotations=annotations, status=first.status, observed=observed)
+    )
+    return annotations, done.status, observed
 
 
 def test_new_unapproved_revision_leaves_the_serving_version_untouched():
@@ -205,8 +209,9 @@ def test_scaling_an_approved_revision_needs_no_new_approval():
     decision = rollout.decide(
         inputs(spec=scaled, annotations=annotations, status=status, observed=observed, generation=2)
     )
-    assert decision.status.phase == "Progressing"
+    assert decision.status.phase == "Stable"  # scaling is no phase change
     assert rollout.ApplyDeployment("stable", compute_revision(spec), "2.4.0", 6) in decision.actions
+    assert condition(decision, "Reconciling").reason == "Scaling"
 
 
 def test_recorded_approval_keeps_authorising_its_revision_after_ttl():
@@ -265,19 +270,22 @@ def test_children_owned_by_someone_else_are_never_touched():
     )
     assert decision.actions == ()
     assert condition(decision, "Stalled").reason == "ChildConflict"
-    assert "fraud-scorer-stable" in decision.events[0].message
+    assert "fraud-scorer-stable" in condition(decision, "Stalled").message
+    assert any("fraud-scorer-stable" in e.message for e in decision.events)
 
 
 def test_apply_failure_is_sticky_until_the_spec_changes():
     spec = spec_model()
     annotations = approved_for(spec, NOW)
     first = rollout.decide(inputs(spec=spec, annotations=annotations))
-    failed = rollout.record_apply_failure(
-        inputs(spec=spec, annotations=annotations),
-        first.status,
-        "apply Deployment x: HTTP 422: bad port",
+    refused = first.status.model_copy(deep=True)  # what the reconciler writes back on a 4xx
+    refused.apply_error = ApplyError(
+        generation=1, phase="Deploying", track="stable",
+        message="apply Deployment x: HTTP 422: bad port",
     )
+    failed = rollout.decide(inputs(spec=spec, annotations=annotations, status=refused))
     assert failed.status.phase == "Failed"
+    assert failed.actions == ()
     assert "bad port" in condition(failed, "Stalled").message
     same = rollout.decide(inputs(spec=spec, annotations=annotations, status=failed.status))
     assert same.actions == () and same.events == () and same.status.phase == "Failed"
@@ -307,10 +315,10 @@ def test_condition_transition_time_is_kept_while_status_holds():
 def test_history_is_bounded():
     status = AIDeploymentStatus()
     spec = spec_model()
-    for i in range(rollout.MAX_HISTORY + 20):
+    for i in range(MAX_HISTORY + 20):
         wrong = approval_annotations(f"rev{i}", NOW - timedelta(hours=1))
         status = rollout.decide(inputs(spec=spec, annotations=wrong, status=status)).status
-    assert len(status.history) == rollout.MAX_HISTORY
+    assert len(status.history) == MAX_HISTORY
 
 
 # ---- properties -------------------------------------------------------------------------

@@ -53,11 +53,9 @@ def test_user_template_is_passed_through_untouched_apart_from_labels():
 
 
 def test_service_selects_both_tracks_and_defaults_target_port():
-    service = workloads.build_service(OWNER, spec_model())
+    service = workloads.build_service(OWNER, port=8080, target_port=0)
     assert service["spec"]["selector"] == {workloads.LABEL_OWNER: "fraud-scorer"}
     assert service["spec"]["ports"][0]["port"] == 8080
     assert service["spec"]["ports"][0]["targetPort"] == 8080
-    explicit = workloads.build_service(
-        OWNER, spec_model(spec_dict(service={"port": 80, "targetPort": 8080}))
-    )
+    explicit = workloads.build_service(OWNER, port=80, target_port=8080)
     assert explicit["spec"]["ports"][0]["targetPort"] == 8080

@@ -156,18 +156,6 @@ class KubeAdapter:
         except ApiException as error:
             raise _translate(error, f"apply {kind} {namespace}/{name}") from error
 
-    def scale(self, namespace: str, name: str, replicas: int) -> None:
-        try:
-            self.apps.patch_namespaced_deployment(
-                name,
-                namespace,
-                {"spec": {"replicas": replicas}},
-                field_manager=FIELD_MANAGER,
-                _content_type=_MERGE,
-            )
-        except ApiException as error:
-            raise _translate(error, f"scale Deployment {namespace}/{name}") from error
-
     def delete(self, namespace: str, name: str) -> None:
         """Deletes a Deployment we own; its pods go first (foreground), so "gone" means gone."""
         try:

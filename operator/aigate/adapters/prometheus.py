@@ -79,7 +79,7 @@ def measure(plan: MeasurementPlan, spec: PrometheusSpec, credentials: Credential
                 else None
             )
             results.append(MetricResult(planned.metric, planned.query, outcome, guard))
-        return Measurements(track=plan.track, at=plan.at, results=tuple(results))
+        return Measurements.of(plan, tuple(results))
     finally:
         session.close()
         if ca_file:

@@ -9,12 +9,12 @@ is written as CEL (``x-kubernetes-validations``).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from kube_custom_resource import CustomResource, schema
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
-from aigate.api.durations import DURATION_PATTERN
+from aigate.api.durations import DURATION_PATTERN, cel_bounds, check_bounds
 
 GROUP = "aigate.dev"
 VERSION = "v1alpha1"
@@ -29,12 +29,16 @@ METRIC_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
 Duration = schema.constr(pattern=DURATION_PATTERN, max_length=32)
 RiskTier = Literal["minimal", "limited", "high"]
+# The rollout's phases; the transitions between them are declared in one table
+# (aigate.core.rollout.table) and rendered in docs/state-machine.md.
 Phase = Literal[
     "Pending",
     "AwaitingApproval",
+    "Deploying",
     "Progressing",
     "Paused",
     "Promoting",
+    "Verifying",
     "Stable",
     "RollingBack",
     "RolledBack",
@@ -47,6 +51,35 @@ def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, st
     if field_path:
         validation["fieldPath"] = field_path
     return validation
+
+
+class _BoundedDurations(schema.BaseModel):
+    """A model whose duration fields have a minimum and a maximum (DURATION_BOUNDS, by API
+    name): refused at admission by CEL and, for a spec that reached the operator anyway, by
+    the same check in Python. Zero or absurd durations never reach a reconcile."""
+
+    DURATION_BOUNDS: ClassVar[dict[str, tuple[str, str]]] = {}
+    model_config = ConfigDict(
+        json_schema_extra=lambda schema_, model: schema_.setdefault(
+            "x-kubernetes-validations", []
+        ).extend(model.duration_rules())
+    )
+
+    @model_validator(mode="after")
+    def _durations_within_bounds(self) -> _BoundedDurations:
+        for api_name, (low, high) in self.DURATION_BOUNDS.items():
+            field = next(n for n, f in type(self).model_fields.items() if (f.alias or n) == api_name)
+            value = getattr(self, field)
+            if value is not None:
+                try:
+                    check_bounds(value, low, high)
+                except ValueError as error:
+                    raise ValueError(f"{api_name}: {error}") from None
+        return self
+
+    @classmethod
+    def duration_rules(cls) -> list[dict[str, str]]:
+        return [cel_bounds(name, low, high) for name, (low, high) in cls.DURATION_BOUNDS.items()]
 
 
 class ModelInfo(schema.BaseModel):
@@ -111,7 +144,9 @@ class ServiceSpec(schema.BaseModel):
     )
 
 
-class GovernanceSpec(schema.BaseModel):
+class GovernanceSpec(_BoundedDurations):
+    DURATION_BOUNDS: ClassVar[dict[str, tuple[str, str]]] = {"approvalTTL": ("1m", "2160h")}
+
     approval_ttl: Duration = Field(
         "168h",
         alias="approvalTTL",
@@ -119,7 +154,9 @@ class GovernanceSpec(schema.BaseModel):
     )
 
 
-class Stage(schema.BaseModel):
+class Stage(_BoundedDurations):
+    DURATION_BOUNDS: ClassVar[dict[str, tuple[str, str]]] = {"duration": ("0s", "720h")}
+
     name: str = Field(..., pattern=DNS_LABEL_PATTERN, max_length=63)
     weight: int = Field(..., ge=1, le=100, description="Share of replicas (percent) on the canary.")
     duration: Duration = Field(
@@ -135,7 +172,9 @@ class SecretKeyRef(schema.BaseModel):
     key: str = Field(..., min_length=1, max_length=253)
 
 
-class PrometheusSpec(schema.BaseModel):
+class PrometheusSpec(_BoundedDurations):
+    DURATION_BOUNDS: ClassVar[dict[str, tuple[str, str]]] = {"timeout": ("100ms", "5m")}
+
     url: str = Field(..., pattern=r"^https?://[^\s]+$", max_length=2048)
     timeout: Duration = Field("10s", description="Timeout of one query.")
     bearer_token_secret: schema.Optional[SecretKeyRef] = Field(
@@ -181,12 +220,17 @@ class MetricSpec(schema.BaseModel):
         "Inconclusive", description="Verdict for an empty result or NaN. Never a pass."
     )
     on_error: Literal["Inconclusive", "Fail"] = Field(
-        "Inconclusive", description="Verdict when Prometheus is unreachable or errors."
+        "Inconclusive", description="Verdict when Prometheus is unreachable or errors, or the query returns several series or ±Inf. Never a pass."
     )
     traffic_guard: schema.Optional[TrafficGuard] = None
 
 
-class AnalysisSpec(schema.BaseModel):
+class AnalysisSpec(_BoundedDurations):
+    DURATION_BOUNDS: ClassVar[dict[str, tuple[str, str]]] = {
+        "interval": ("1s", "1h"),
+        "pauseTimeout": ("1s", "720h"),
+    }
+
     prometheus: PrometheusSpec
     interval: Duration = Field("30s", description="Time between measurements.")
     failure_limit: int = Field(
@@ -197,6 +241,15 @@ class AnalysisSpec(schema.BaseModel):
     )
     inconclusive_limit: int = Field(
         3, ge=0, le=1000, description="Consecutive inconclusive measurements before Paused."
+    )
+    min_passing_measurements: schema.Optional[int] = Field(
+        None,
+        ge=1,
+        le=10000,
+        description="Passing measurements each metric needs in a stage (and in the "
+        "post-promotion watch) before it can pass. Default: half of the intervals that fit in "
+        "the stage's duration, at least 1, so a stage inconclusive for most of its duration "
+        "cannot pass on one lucky sample.",
     )
     pause_timeout: schema.Optional[Duration] = Field(
         None, description="How long Paused (inconclusive) may last before onPauseTimeout applies."
@@ -217,13 +270,17 @@ class AnalysisSpec(schema.BaseModel):
     )
 
 
-class PostPromotionSpec(schema.BaseModel):
+class PostPromotionSpec(_BoundedDurations):
+    DURATION_BOUNDS: ClassVar[dict[str, tuple[str, str]]] = {"monitorFor": ("0s", "720h")}
+
     monitor_for: Duration = Field(
         "0s", description="Bake period after promotion; a breach rolls back to the previous stable."
     )
 
 
-class RolloutSpec(schema.BaseModel):
+class RolloutSpec(_BoundedDurations):
+    DURATION_BOUNDS: ClassVar[dict[str, tuple[str, str]]] = {"progressDeadline": ("1s", "24h")}
+
     progress_deadline: Duration = Field(
         "10m", description="Canary pods not Ready within this time trigger a rollback."
     )
@@ -287,10 +344,14 @@ class ApprovalRecord(schema.BaseModel):
 
 
 class ApplyError(schema.BaseModel):
-    """The API server refused a child built from this generation of the spec."""
+    """The API server refused a child object the operator built."""
 
     generation: int
+    phase: str = Field("", description="The phase whose action was refused.")
+    track: str = Field("", description="stable, canary or service.")
     message: str
+    attempts: int = 1
+    since: str = ""
 
 
 Verdict = Literal["Pass", "Fail", "Inconclusive"]
@@ -313,6 +374,7 @@ class MeasurementRecord(schema.BaseModel):
 
 class MetricCounters(schema.BaseModel):
     measurements: int = 0
+    passes: int = 0
     failures: int = 0
     consecutive_failures: int = 0
     consecutive_inconclusive: int = 0
@@ -320,21 +382,91 @@ class MetricCounters(schema.BaseModel):
 
 
 class AnalysisState(schema.BaseModel):
-    """Counters of the running analysis (a canary stage or the post-promotion watch)."""
+    """Counters of one running analysis (a canary stage or the post-promotion watch)."""
 
     track: str = ""
+    revision: str = Field("", description="The revision whose pods are measured.")
+    stage_index: int = Field(-1, description="The canary stage measured; -1 for the watch.")
     started_at: str = ""
     last_measured_at: str = ""
-    paused_at: str = ""
+    inconclusive_since: str = Field(
+        "", description="Since when the analysis could not conclude (pauseTimeout counts from here)."
+    )
     metrics: dict[str, MetricCounters] = Field(default_factory=dict)
 
 
-class StableSnapshot(schema.BaseModel):
-    """The version that served before the last promotion: what a post-promotion rollback restores."""
+class RevisionSnapshot(schema.BaseModel):
+    """The content an approval vouched for (spec.model, template, service, rollout), kept so
+    the operator can deploy, watch or restore that revision after the spec has moved on."""
 
     revision: str
     version: str
-    template: schema.Dict[str, schema.Any] = Field(default_factory=dict)
+    content: schema.Dict[str, schema.Any] = Field(default_factory=dict)
+
+
+class RolloutState(schema.BaseModel):
+    """The rollout attempt in flight: a candidate revision on its way to stable."""
+
+    attempt: int = Field(..., description="Sequence number of this attempt (status.attempts).")
+    candidate: RevisionSnapshot
+    started_at: str
+    stage_index: int = 0
+    stage: str = Field("", description="The name of stage stageIndex (for display).")
+    weight: int = Field(0, description="The weight of stage stageIndex (for display).")
+    canary_replicas: int = Field(0, description="The canary size last asked for.")
+    waiting_since: str = Field(
+        "",
+        description="Since when the workload this phase waits for has not been rolled out: "
+        "asked for its current size, or lost readiness. progressDeadline counts from here.",
+    )
+    ready_since: str = Field("", description="Since when the canary has been rolled out.")
+    elapsed_seconds: float = Field(
+        0, description="Time the stage ran with a rolled-out canary before readySince."
+    )
+    analysis: schema.Optional[AnalysisState] = None
+
+
+class WatchState(schema.BaseModel):
+    """The post-promotion watch of the serving revision."""
+
+    revision: str
+    started_at: str
+    until: str
+    analysis: AnalysisState
+    warned: bool = Field(False, description="A Warning was posted that the watch cannot see.")
+
+
+class RollbackTrigger(schema.BaseModel):
+    """Why a rollback started: the metric with its value and threshold, the deadline, or the
+    request."""
+
+    kind: Literal["Metric", "Deadline", "Request", "PauseTimeout"]
+    detail: str
+    metric: str = ""
+    value: str = ""
+    threshold: str = ""
+    request: str = ""
+
+
+class RollbackState(schema.BaseModel):
+    reason: str
+    message: str
+    revision: str = Field(..., description="The revision being rolled back.")
+    version: str = ""
+    target: RevisionSnapshot = Field(..., description="The version restored.")
+    trigger: RollbackTrigger
+    started_at: str
+
+
+class RollbackSummary(schema.BaseModel):
+    """The last completed rollback, for `kubectl describe`."""
+
+    revision: str
+    version: str = ""
+    to_revision: str
+    reason: str
+    trigger: RollbackTrigger
+    completed_at: str
 
 
 class HandledRequest(schema.BaseModel):
@@ -345,19 +477,19 @@ class HandledRequest(schema.BaseModel):
 
 
 class Requests(schema.BaseModel):
-    """The last value of each request annotation the operator acted on."""
+    """The last value of each request annotation the operator handled (for display)."""
 
     promote: schema.Optional[HandledRequest] = None
     abort: schema.Optional[HandledRequest] = None
     retry: schema.Optional[HandledRequest] = None
 
 
-class RollbackState(schema.BaseModel):
+class Transition(schema.BaseModel):
+    from_phase: str
+    to_phase: str
     reason: str
-    message: str
-    revision: str = Field(..., description="The revision being rolled back.")
-    to_revision: str = Field(..., description="The revision restored.")
-    started_at: str
+    message: str = ""
+    time: str
 
 
 class HistoryEntry(schema.BaseModel):
@@ -377,12 +509,17 @@ class HistoryEntry(schema.BaseModel):
 
 
 class AIDeploymentStatus(schema.BaseModel):
+    """Written by the operator only. Control state lives in explicit fields (serving,
+    previous, rollout, watch, rollback, rolledBackRevisions, handledRequests); the display
+    fields and the history are output and never read back to decide."""
+
     # kopf keeps its own bookkeeping under status.kopf; future fields must survive too.
     model_config = ConfigDict(extra="allow")
 
     observed_generation: int = 0
     revision: str = ""
     phase: Phase = "Pending"
+    # display: derived from the control state at the end of every decision
     stage: str = ""
     canary_weight: int = 0
     stable_revision: str = ""
@@ -391,18 +528,25 @@ class AIDeploymentStatus(schema.BaseModel):
     canary_version: str = ""
     ready_replicas: int = 0
     canary_ready_replicas: int = 0
-    stage_index: int = 0
-    stage_started_at: str = ""
-    stage_ready_at: str = ""
-    promoted_at: str = ""
-    monitor_until: str = ""
-    previous_stable: schema.Optional[StableSnapshot] = None
-    rolled_back_revision: str = ""
+    # control state
+    serving: schema.Optional[RevisionSnapshot] = None
+    previous: schema.Optional[RevisionSnapshot] = None
+    rollout: schema.Optional[RolloutState] = None
+    watch: schema.Optional[WatchState] = None
     rollback: schema.Optional[RollbackState] = None
+    last_rollback: schema.Optional[RollbackSummary] = None
+    attempts: int = 0
+    recreating_stable: str = Field(
+        "", description="Revision being recreated on a vanished stable Deployment (recorded once)."
+    )
+    rolled_back_revisions: list[str] = Field(default_factory=list)
+    handled_requests: list[str] = Field(
+        default_factory=list, description="Digests of every request value acted on (bounded)."
+    )
+    last_transition: schema.Optional[Transition] = None
     approval: schema.Optional[ApprovalRecord] = None
     apply_error: schema.Optional[ApplyError] = None
     requests: Requests = Field(default_factory=Requests)
-    analysis: schema.Optional[AnalysisState] = None
     recent_measurements: list[MeasurementRecord] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from aigate.api.durations import parse_duration
 from aigate.api.v1alpha1 import (
     AnalysisSpec,
     AnalysisState,
@@ -53,11 +54,14 @@ class PlannedQuery:
 
 @dataclass(frozen=True)
 class MeasurementPlan:
-    """Queries due now, all to be evaluated at the same instant `at`."""
+    """Queries due now, all to be evaluated at the same instant `at`, for the analysis of
+    `revision` on `track` (stage_index -1: the post-promotion watch)."""
 
     track: str
     at: datetime
     queries: tuple[PlannedQuery, ...]
+    revision: str = ""
+    stage_index: int = -1
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,21 @@ class Measurements:
     track: str
     at: datetime
     results: tuple[MetricResult, ...]
+    revision: str = ""
+    stage_index: int = -1
+
+    @classmethod
+    def of(cls, plan: MeasurementPlan, results: tuple[MetricResult, ...]) -> Measurements:
+        """The results of `plan`, keyed like it (so they count only where they were due)."""
+        return cls(plan.track, plan.at, results, plan.revision, plan.stage_index)
+
+    def belongs_to(self, state: AnalysisState) -> bool:
+        """Taken for this analysis (track, revision, stage): never counted elsewhere."""
+        return (self.track, self.revision, self.stage_index) == (
+            state.track,
+            state.revision,
+            state.stage_index,
+        )
 
 
 def plan_queries(
@@ -133,6 +152,8 @@ def record_measurements(
         counters = state.metrics.get(metric.name, MetricCounters()).model_copy()
         counters.measurements += 1
         counters.last = record
+        # An inconclusive measurement neither extends nor breaks a consecutive-failure
+        # streak: missing data says nothing about the canary (docs/state-machine.md).
         if judgement.verdict == "Fail":
             counters.failures += 1
             counters.consecutive_failures += 1
@@ -140,6 +161,7 @@ def record_measurements(
         elif judgement.verdict == "Inconclusive":
             counters.consecutive_inconclusive += 1
         else:
+            counters.passes += 1
             counters.consecutive_failures = 0
             counters.consecutive_inconclusive = 0
         state.metrics[metric.name] = counters
@@ -155,10 +177,20 @@ class AnalysisStanding:
     breach: str  # non-empty: a limit that triggers rollback was exceeded, and how
     breach_evidence: MeasurementRecord | None
     inconclusive: str  # non-empty: analysis cannot conclude (→ Paused)
-    all_passing: bool  # every metric measured at least once and its latest verdict is Pass
+    # every metric's latest verdict is Pass and it passed at least min_passing times
+    all_passing: bool
 
 
-def standing(state: AnalysisState, analysis: AnalysisSpec) -> AnalysisStanding:
+def min_passing(analysis: AnalysisSpec, duration: timedelta) -> int:
+    """Passing measurements each metric needs: the spec's minPassingMeasurements, else half
+    of the intervals that fit in `duration`, at least 1."""
+    if analysis.min_passing_measurements is not None:
+        return analysis.min_passing_measurements
+    fits = int(duration.total_seconds() // parse_duration(analysis.interval).total_seconds())
+    return max(1, fits // 2)
+
+
+def standing(state: AnalysisState, analysis: AnalysisSpec, needed: int = 1) -> AnalysisStanding:
     breach, evidence, inconclusive = "", None, ""
     for metric in analysis.metrics:
         counters = state.metrics.get(metric.name, MetricCounters())
@@ -193,6 +225,7 @@ def standing(state: AnalysisState, analysis: AnalysisSpec) -> AnalysisStanding:
         (c := state.metrics.get(m.name)) is not None
         and c.last is not None
         and c.last.verdict == "Pass"
+        and c.passes >= needed
         for m in analysis.metrics
     )
     return AnalysisStanding(breach, evidence, inconclusive, all_passing and not breach)

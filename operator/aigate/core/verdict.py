@@ -56,15 +56,19 @@ def _single_value(outcome: QueryOutcome) -> tuple[float | None, str]:
 def judge(
     metric: MetricSpec, outcome: QueryOutcome, guard: QueryOutcome | None = None
 ) -> Judgement:
+    """onError covers what says the query is wrong (an error, several series, ±Inf);
+    onNoData covers what says there is nothing to measure (an empty result, NaN)."""
     value, problem = _single_value(outcome)
     if outcome.error:
         return Judgement(_fallback(metric.on_error), None, f"query failed: {problem}")
+    if len(outcome.samples) > 1:
+        return Judgement(_fallback(metric.on_error), None, problem)
     if value is None:
         return Judgement(_fallback(metric.on_no_data), None, problem)
     if math.isnan(value):
         return Judgement(_fallback(metric.on_no_data), value, "NaN (no data in the window)")
     if math.isinf(value):
-        return Judgement("Inconclusive", value, f"{value} is not a measurement")
+        return Judgement(_fallback(metric.on_error), value, f"{value} is not a measurement")
 
     if metric.traffic_guard is not None:
         guard_value, guard_problem = _single_value(guard or QueryOutcome.failed("not run"))

@@ -11,7 +11,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from aigate.api.v1alpha1 import GROUP, KIND, VERSION, AIDeploymentSpec
+from aigate.api.v1alpha1 import GROUP, KIND, VERSION
 
 Track = Literal["stable", "canary"]
 
@@ -95,8 +95,10 @@ def build_deployment(
     }
 
 
-def build_service(owner: Owner, spec: AIDeploymentSpec) -> dict[str, Any]:
-    """One Service selecting both tracks: traffic share follows the replica ratio."""
+def build_service(owner: Owner, *, port: int, target_port: int) -> dict[str, Any]:
+    """One Service selecting both tracks: traffic share follows the replica ratio. Its
+    settings are those of the revision that owns the traffic (the serving one until a
+    promotion), so a canary never changes how traffic reaches the stable pods."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -111,8 +113,8 @@ def build_service(owner: Owner, spec: AIDeploymentSpec) -> dict[str, Any]:
             "ports": [
                 {
                     "name": "http",
-                    "port": spec.service.port,
-                    "targetPort": spec.service.target_port or spec.service.port,
+                    "port": port,
+                    "targetPort": target_port or port,
                     "protocol": "TCP",
                 }
             ],

@@ -1,0 +1,46 @@
+"""The rollout state machine (pure): decide(inputs) -> Decision.
+
+Modules, from the top: decide (dispatch), one module per phase group (rest, canary,
+promotion, watch, rollback), effects and routing (what several phases share), draft (the
+decision being built), situation (classify the inputs once), snapshots, table (every
+allowed transition), model (inputs and outputs). See docs/state-machine.md.
+"""
+
+from aigate.core.rollout.decide import decide, measurement_plan, unreadable_status
+from aigate.core.rollout.effects import canary_replicas
+from aigate.core.rollout.model import (
+    REQUEUE_AT_REST,
+    REQUEUE_NOW,
+    REQUEUE_WHILE_CHANGING,
+    Action,
+    ApplyDeployment,
+    ApplyService,
+    Decision,
+    DeleteDeployment,
+    Event,
+    Inputs,
+    Observed,
+    WorkloadState,
+)
+from aigate.core.rollout.table import TRANSITIONS, UndeclaredTransitionError
+
+__all__ = [
+    "REQUEUE_AT_REST",
+    "REQUEUE_NOW",
+    "REQUEUE_WHILE_CHANGING",
+    "TRANSITIONS",
+    "Action",
+    "ApplyDeployment",
+    "ApplyService",
+    "Decision",
+    "DeleteDeployment",
+    "Event",
+    "Inputs",
+    "Observed",
+    "UndeclaredTransitionError",
+    "WorkloadState",
+    "canary_replicas",
+    "decide",
+    "measurement_plan",
+    "unreadable_status",
+]

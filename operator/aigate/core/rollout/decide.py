@@ -1,0 +1,152 @@
+"""decide(): what is → what should be. Pure, and safe to call any number of times.
+
+classify the situation once → record the approval → hand the draft to the handler of the
+current phase; a handler that moves to another phase (goto, checked against the table)
+hands over to that phase's handler in the same call, a few hops at most. Every timestamp
+and counter a decision depends on is an explicit status field, so a restarted operator
+decides exactly as the old one would have; the history is written, never read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aigate.api.durations import parse_duration
+from aigate.api.v1alpha1 import AIDeploymentStatus
+from aigate.core import analysis as an
+from aigate.core import conditions as cond
+from aigate.core.gate import format_rfc3339, parse_rfc3339
+from aigate.core.rollout import canary, promotion, rest, rollback, watch
+from aigate.core.rollout.draft import Draft
+from aigate.core.rollout.model import REQUEUE_AT_REST, Decision, Inputs
+from aigate.core.rollout.routing import adopt_unrecorded_stable, record_approval
+from aigate.core.rollout.situation import classify
+from aigate.core.rollout.snapshots import plan_of
+
+MAX_HOPS = 6
+
+HANDLERS: dict[str, Callable[[Draft], None]] = {
+    "Pending": rest.settle,
+    "AwaitingApproval": rest.settle,
+    "Stable": rest.settle,
+    "RolledBack": rest.settle,
+    "Failed": rest.settle,
+    "Deploying": promotion.run,
+    "Promoting": promotion.run,
+    "Progressing": canary.run,
+    "Paused": canary.run,
+    "Verifying": watch.run,
+    "RollingBack": rollback.run,
+}
+
+
+def decide(inputs: Inputs) -> Decision:
+    if inputs.status_error:
+        return unreadable_status(inputs)
+    d = Draft(classify(inputs))
+    adopt_unrecorded_stable(d)
+    record_approval(d)
+    for _ in range(MAX_HOPS):
+        d.moved = False
+        _retry(d)  # again after each hop: a retry waits while a rollback runs
+        HANDLERS[d.status.phase](d)
+        if not d.moved:
+            break
+    else:
+        raise RuntimeError(f"decide() did not settle within {MAX_HOPS} phase changes")
+    _show(d)
+    return d.decision()
+
+
+def _retry(d: Draft) -> None:
+    request = d.pending("retry")
+    if request is None or d.status.phase == "RollingBack":
+        return  # a retry written during a rollback waits for its end
+    revision = d.sit.revision
+    if revision and revision in d.status.rolled_back_revisions:
+        d.status.rolled_back_revisions = [
+            r for r in d.status.rolled_back_revisions if r != revision
+        ]
+        d.handle(request, f"retrying revision {revision}")
+    else:
+        d.handle(request, f"ignored: revision {revision or '(invalid spec)'} was not rolled back")
+
+
+def _show(d: Draft) -> None:
+    """The display fields, derived from the control state and what was observed."""
+    s, observed = d.status, d.inputs.observed
+    stable, canary_state = observed.stable, observed.canary
+    s.stable_revision = stable.revision if stable else ""
+    s.stable_version = stable.version if stable else ""
+    s.ready_replicas = stable.ready_replicas if stable else 0
+    s.canary_ready_replicas = canary_state.ready_replicas if canary_state else 0
+    rollout = s.rollout
+    in_canary = rollout is not None and s.phase in ("Progressing", "Paused", "Promoting")
+    s.canary_revision = rollout.candidate.revision if rollout and in_canary else ""
+    s.canary_version = rollout.candidate.version if rollout and in_canary else ""
+    s.stage, s.canary_weight = "", 0
+    if rollout is not None and s.phase in ("Progressing", "Paused"):
+        s.stage = rollout.stage
+        s.canary_weight = rollout.weight
+    error = s.apply_error
+    if error is not None and s.phase not in (error.phase, "Failed"):
+        s.apply_error = None
+
+
+def unreadable_status(inputs: Inputs) -> Decision:
+    """The stored status cannot be read (another aigate version wrote it, or a hand edit):
+    act on nothing, replace nothing but the conditions, and say which field."""
+    now_iso, generation = format_rfc3339(inputs.now), inputs.generation
+    message = (
+        f"status cannot be read ({inputs.status_error}); aigate acts on nothing for this "
+        f"resource and keeps its history, requests and approval until the status is repaired "
+        f"by the aigate version that wrote it"
+    )
+    conditions: list = []
+    for kind, on in ((cond.READY, False), (cond.RECONCILING, False), (cond.STALLED, True)):
+        reason = "StatusUnreadable" if on or kind == cond.READY else ""
+        text = message if on or kind == cond.READY else ""
+        conditions = cond.set_condition(conditions, kind, on, reason, text, now_iso, generation)
+    status = AIDeploymentStatus(conditions=conditions)
+    return Decision(status=status, requeue_after=REQUEUE_AT_REST, conditions_only=True)
+
+
+def measurement_plan(inputs: Inputs) -> an.MeasurementPlan | None:
+    """The queries due now for the analysis the last status says is running; None when
+    nothing is due. The reconciler runs them before decide(), which counts the results."""
+    s, observed = inputs.status, inputs.observed
+    if inputs.status_error:
+        return None
+    if s.phase in ("Progressing", "Paused") and s.rollout and s.rollout.analysis:
+        snapshot, state = s.rollout.candidate, s.rollout.analysis
+        pods = observed.canary
+        measurable = pods is not None and pods.serves(snapshot.revision, s.rollout.canary_replicas)
+    elif s.phase == "Verifying" and s.watch and s.serving:
+        snapshot, state = s.serving, s.watch.analysis
+        pods = observed.stable
+        measurable = pods is not None and pods.revision == snapshot.revision and pods.rolled_out
+    else:
+        return None
+    plan = plan_of(snapshot)
+    if not measurable or plan is None:
+        return None
+    analysis = plan.rollout.analysis
+    now = inputs.now.replace(microsecond=0)  # measurements are stamped to the second
+    last = parse_rfc3339(state.last_measured_at) if state.last_measured_at else None
+    if last is not None and now < last + parse_duration(analysis.interval):
+        return None
+    queries = an.plan_queries(
+        analysis,
+        name=inputs.name,
+        namespace=inputs.namespace,
+        revision=snapshot.revision,
+        version=snapshot.version,
+        track=state.track,
+    )
+    return an.MeasurementPlan(
+        track=state.track,
+        at=now,
+        queries=queries,
+        revision=snapshot.revision,
+        stage_index=state.stage_index,
+    )

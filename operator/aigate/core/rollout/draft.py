@@ -1,0 +1,216 @@
+"""The decision being built: the next status, actions, Events, history and requeue.
+
+Phase changes go through goto(), which checks the transition table, records the change in
+status.lastTransition and the history, announces it as an Event and drops the actions the
+previous phase had planned (the new phase decides its own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from aigate.api.v1alpha1 import HistoryEntry, MeasurementRecord, Phase, Transition
+from aigate.core import conditions as cond
+from aigate.core import records
+from aigate.core.gate import format_rfc3339
+from aigate.core.requests import Kind, Request, handled, remember
+from aigate.core.rollout import table
+from aigate.core.rollout.model import (
+    REQUEUE_AT_REST,
+    REQUEUE_NOW,
+    Action,
+    Decision,
+    Event,
+)
+from aigate.core.rollout.situation import Situation
+
+MAX_HISTORY = 100
+MAX_RECENT_MEASUREMENTS = 30
+EventType = Literal["Normal", "Warning"]
+
+
+class Draft:
+    def __init__(self, situation: Situation) -> None:
+        self.sit = situation
+        self.inputs = situation.inputs
+        self.spec = situation.spec
+        self.now = self.inputs.now
+        self.now_iso = format_rfc3339(self.now)
+        self.status = self.inputs.status.model_copy(deep=True)
+        self.status.observed_generation = self.inputs.generation
+        if situation.revision:
+            self.status.revision = situation.revision
+        self.actions: list[Action] = []
+        self.events: list[Event] = []
+        self.requeue = REQUEUE_AT_REST
+        self.moved = False
+        self.new_measurements: list[MeasurementRecord] = []
+        self.new_history: list[HistoryEntry] = []
+
+    # ---- facts ---------------------------------------------------------------------------
+
+    @property
+    def replicas(self) -> int:
+        """spec.replicas; with an unusable spec, what stable runs (never a guess of 0)."""
+        if self.spec is not None:
+            return self.spec.replicas
+        stable = self.sit.stable
+        return stable.replicas if stable is not None and stable.replicas > 0 else 1
+
+    def authorised(self) -> bool:
+        """The spec's revision may be deployed: its gate is open, its approval was recorded,
+        or it is the revision serving (which was approved when it was deployed)."""
+        s, revision = self.status, self.sit.revision
+        if not revision:
+            return False
+        return (
+            (self.sit.gate is not None and self.sit.gate.is_open)
+            or (s.approval is not None and s.approval.revision == revision)
+            or (s.serving is not None and s.serving.revision == revision)
+        )
+
+    # ---- phase changes and records -------------------------------------------------------
+
+    def goto(
+        self,
+        target: Phase,
+        reason: str,
+        message: str,
+        event_type: EventType = "Normal",
+        evidence: Sequence[MeasurementRecord] = (),
+        subject: tuple[str, str] | None = None,
+    ) -> None:
+        source = self.status.phase
+        table.check(source, target, reason)
+        self.status.phase = target
+        self.status.last_transition = Transition(
+            from_phase=source, to_phase=target, reason=reason, message=message, time=self.now_iso
+        )
+        self._history(source, target, reason, message, evidence, subject)
+        self.events.append(Event(event_type, reason, message))
+        self.actions = []
+        self.moved = True
+
+    def arrived(self, target: Phase, reason: str, message: str) -> bool:
+        """The last transition already says this: nothing to record again."""
+        last = self.status.last_transition
+        return (
+            self.status.phase == target
+            and last is not None
+            and (last.to_phase, last.reason, last.message) == (target, reason, message)
+        )
+
+    def note(
+        self,
+        reason: str,
+        message: str,
+        event_type: EventType = "Normal",
+        evidence: Sequence[MeasurementRecord] = (),
+        subject: tuple[str, str] | None = None,
+    ) -> None:
+        """Records a fact (no phase change) in the history and as an Event."""
+        phase = self.status.phase
+        self._history(phase, phase, reason, message, evidence, subject)
+        self.events.append(Event(event_type, reason, message))
+
+    def pending(self, kind: Kind) -> Request | None:
+        """The request of this kind not yet handled (in this decision either)."""
+        request = self.sit.requests.get(kind)
+        if request is None or request.digest in self.status.handled_requests:
+            return None
+        return request
+
+    def handle(self, request: Request, outcome: str) -> None:
+        """Marks a request value handled, forever, and records it with who wrote it."""
+        s = self.status
+        s.handled_requests = remember(s.handled_requests, request)
+        setattr(s.requests, request.kind, handled(request, self.now_iso, outcome))
+        by = f" (written by {request.by})" if request.by else ""
+        self.note("RequestHandled", f"aigate.dev/{request.kind}={request.value!r}{by}: {outcome}")
+
+    def subject_of_spec(self) -> tuple[str, str]:
+        return self.sit.revision, self.spec.model.version if self.spec else ""
+
+    def subject(self) -> tuple[str, str]:
+        """(revision, version) a record is about: the rollback's or the rollout's revision
+        while one is in flight, else the spec's."""
+        s = self.status
+        if s.rollback is not None:
+            return s.rollback.revision, s.rollback.version
+        if s.rollout is not None:
+            return s.rollout.candidate.revision, s.rollout.candidate.version
+        return self.subject_of_spec()
+
+    def _history(
+        self,
+        source: str,
+        target: str,
+        reason: str,
+        message: str,
+        evidence: Sequence[MeasurementRecord],
+        subject: tuple[str, str] | None,
+    ) -> None:
+        revision, version = subject or self.subject()
+        entry = HistoryEntry(
+            time=self.now_iso,
+            from_phase=source,
+            to_phase=target,
+            revision=revision,
+            version=version,
+            stage=self._stage(),
+            reason=reason,
+            message=message,
+            evidence=list(evidence),
+        )
+        entry = records.seal(entry, self.status.history)
+        self.new_history.append(entry)
+        self.status.history = [*self.status.history, entry][-MAX_HISTORY:]
+
+    def _stage(self) -> str:
+        """The stage a record is about: the rollout's current one while stages run."""
+        rollout = self.status.rollout
+        if rollout is not None and self.status.phase in ("Progressing", "Paused"):
+            return rollout.stage
+        return ""
+
+    def measured(self, new: Sequence[MeasurementRecord]) -> None:
+        self.new_measurements.extend(new)
+        recent = [*self.status.recent_measurements, *new]
+        self.status.recent_measurements = recent[-MAX_RECENT_MEASUREMENTS:]
+
+    # ---- kstatus conditions --------------------------------------------------------------
+
+    def _kstatus(self, ready: bool, reconciling: bool, stalled: bool, reason: str, message: str):
+        g, now, c = self.inputs.generation, self.now_iso, self.status.conditions
+        c = cond.set_condition(c, cond.READY, ready, reason, message, now, g)
+        for kind, on in ((cond.RECONCILING, reconciling), (cond.STALLED, stalled)):
+            c = cond.set_condition(c, kind, on, reason if on else "", message if on else "", now, g)
+        self.status.conditions = c
+
+    def progressing(self, reason: str, message: str) -> None:
+        """Working towards the spec (kstatus Reconciling)."""
+        self._kstatus(False, True, False, reason, message)
+
+    def stalled(self, reason: str, message: str) -> None:
+        """Cannot reach the spec without a change or a person (kstatus Stalled)."""
+        self._kstatus(False, False, True, reason, message)
+
+    def available(self, reason: str, message: str) -> None:
+        """The spec's revision serves at full strength (kstatus Ready)."""
+        self._kstatus(True, False, False, reason, message)
+
+    # ---- output --------------------------------------------------------------------------
+
+    def requeue_within(self, seconds: float) -> None:
+        self.requeue = max(REQUEUE_NOW, min(self.requeue, seconds))
+
+    def decision(self) -> Decision:
+        return Decision(
+            status=self.status,
+            actions=tuple(self.actions),
+            events=tuple(self.events),
+            requeue_after=self.requeue,
+            new_measurements=tuple(self.new_measurements),
+            new_history=tuple(self.new_history),
+        )

@@ -1,0 +1,237 @@
+"""What several phases do: keep the serving version in place, start and end a rollout,
+start a rollback, count measurements. Each helper changes the draft only."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import timedelta
+
+from aigate.api.durations import parse_duration
+from aigate.api.v1alpha1 import (
+    AnalysisSpec,
+    AnalysisState,
+    MeasurementRecord,
+    RevisionSnapshot,
+    RollbackState,
+    RollbackTrigger,
+    RolloutState,
+)
+from aigate.core import analysis as an
+from aigate.core.gate import format_rfc3339, parse_rfc3339
+from aigate.core.rollout.draft import Draft
+from aigate.core.rollout.model import (
+    REQUEUE_NOW,
+    ApplyDeployment,
+    ApplyService,
+    DeleteDeployment,
+)
+from aigate.core.rollout.snapshots import service_of, template_of
+
+MAX_ROLLED_BACK = 64
+
+
+def canary_replicas(replicas: int, weight: int) -> int:
+    """Canary replicas for a stage: weight percent of spec.replicas, rounded up, at least 1.
+
+    The stable Deployment keeps all spec.replicas until promotion, so the canary's share of
+    traffic through the Service is canary / (canary + replicas): 1 of 5 pods (20 %) for a
+    10 % stage with 4 replicas. Rollback is then instant: nothing needs to scale up."""
+    return max(1, min(replicas, math.ceil(replicas * weight / 100)))
+
+
+def parse_time(text: str):
+    return parse_rfc3339(text) if text else None
+
+
+# ---- children ------------------------------------------------------------------------------
+
+
+def put_stable(d: Draft, snapshot: RevisionSnapshot) -> None:
+    """Asks for `snapshot` on the stable track at spec.replicas, unless it is there."""
+    stable = d.sit.stable
+    if stable is None or stable.revision != snapshot.revision or stable.replicas != d.replicas:
+        d.actions.append(
+            ApplyDeployment(
+                "stable", snapshot.revision, snapshot.version, d.replicas, template_of(snapshot)
+            )
+        )
+
+
+def put_service(d: Draft, snapshot: RevisionSnapshot) -> None:
+    """The Service carries the settings of `snapshot`, the revision that owns the traffic."""
+    port, target_port = service_of(snapshot, d.spec)
+    if port:
+        d.actions.append(ApplyService(snapshot.revision, port, target_port))
+
+
+def keep_serving(d: Draft) -> bool:
+    """Keeps the recorded serving version on stable (recreating it if it is gone). True when
+    it serves at full strength."""
+    serving = d.status.serving
+    if serving is None:
+        return False
+    if d.sit.stable is None and d.status.recreating_stable != serving.revision:
+        d.status.recreating_stable = serving.revision
+        d.note(
+            "StableRecreated",
+            f"Deployment {d.inputs.name}-stable is gone: recreating version {serving.version} "
+            f"(revision {serving.revision}) from its recorded template",
+            "Warning",
+            subject=(serving.revision, serving.version),
+        )
+    elif d.sit.stable is not None:
+        d.status.recreating_stable = ""
+    put_stable(d, serving)
+    put_service(d, serving)
+    stable = d.sit.stable
+    return stable is not None and stable.serves(serving.revision, d.replicas)
+
+
+def remove_canary(d: Draft) -> None:
+    if d.sit.canary is not None:
+        d.actions.append(DeleteDeployment("canary"))
+
+
+# ---- rollouts ------------------------------------------------------------------------------
+
+
+def begin_rollout(d: Draft, candidate: RevisionSnapshot) -> None:
+    s = d.status
+    s.attempts += 1
+    s.rollout = RolloutState(
+        attempt=s.attempts, candidate=candidate, started_at=d.now_iso, waiting_since=d.now_iso
+    )
+    enter_stage(d, 0)
+
+
+def enter_stage(d: Draft, index: int) -> None:
+    rollout = d.status.rollout
+    assert rollout is not None
+    rollout.stage_index = index
+    stages = (rollout.candidate.content.get("rollout") or {}).get("stages") or []
+    stage = stages[index] if index < len(stages) else {}
+    rollout.stage, rollout.weight = str(stage.get("name", "")), int(stage.get("weight", 0))
+    rollout.canary_replicas = 0  # asked anew: the progress deadline restarts
+    rollout.ready_since = ""
+    rollout.elapsed_seconds = 0
+    rollout.analysis = AnalysisState(
+        track="canary",
+        revision=rollout.candidate.revision,
+        stage_index=index,
+        started_at=d.now_iso,
+    )
+
+
+def end_rollout(d: Draft, why: str) -> None:
+    """The rollout in flight is over: a promote request made for it expires, recorded."""
+    rollout = d.status.rollout
+    if rollout is None:
+        return
+    promote = d.pending("promote")
+    if (
+        promote is not None
+        and promote.names_revision(rollout.candidate.revision)
+        and promote.digest not in d.status.handled_requests
+    ):
+        d.handle(
+            promote,
+            f"expired: the rollout of revision {rollout.candidate.revision} ended ({why}) "
+            f"before the request was used",
+        )
+    d.status.rollout = None
+
+
+# ---- rollbacks -----------------------------------------------------------------------------
+
+
+def begin_rollback(
+    d: Draft,
+    reason: str,
+    message: str,
+    *,
+    bad: RevisionSnapshot,
+    target: RevisionSnapshot,
+    trigger: RollbackTrigger,
+    evidence: Sequence[MeasurementRecord] = (),
+) -> None:
+    s = d.status
+    end_rollout(d, reason)
+    s.watch = None
+    s.rollback = RollbackState(
+        reason=reason,
+        message=message,
+        revision=bad.revision,
+        version=bad.version,
+        target=target,
+        trigger=trigger,
+        started_at=d.now_iso,
+    )
+    d.goto(
+        "RollingBack",
+        reason,
+        f"rolling back version {bad.version} (revision {bad.revision}) to version "
+        f"{target.version} (revision {target.revision}): {message}",
+        "Warning",
+        evidence,
+        subject=(bad.revision, bad.version),
+    )
+
+
+def metric_trigger(detail: str, evidence: MeasurementRecord | None) -> RollbackTrigger:
+    if evidence is None:
+        return RollbackTrigger(kind="Metric", detail=detail)
+    return RollbackTrigger(
+        kind="Metric",
+        detail=detail,
+        metric=evidence.metric,
+        value=evidence.value,
+        threshold=evidence.threshold,
+    )
+
+
+def remember_rolled_back(d: Draft, revision: str) -> None:
+    kept = [r for r in d.status.rolled_back_revisions if r != revision]
+    d.status.rolled_back_revisions = [*kept, revision][-MAX_ROLLED_BACK:]
+
+
+# ---- measurements --------------------------------------------------------------------------
+
+
+def count_measurements(d: Draft, state: AnalysisState, analysis: AnalysisSpec) -> AnalysisState:
+    """`state` with the measurements taken for it this round counted (never twice)."""
+    measurements = d.inputs.measurements
+    if measurements is None or not measurements.belongs_to(state):
+        return state
+    at_iso = format_rfc3339(measurements.at)
+    if state.last_measured_at and at_iso <= state.last_measured_at:
+        return state  # already counted (a retried reconcile)
+    state, new = an.record_measurements(state, analysis, measurements, at_iso)
+    d.measured(new)
+    return state
+
+
+def requeue_for_next_measurement(d: Draft, state: AnalysisState, analysis: AnalysisSpec) -> None:
+    last = parse_time(state.last_measured_at)
+    if last is None:
+        d.requeue_within(REQUEUE_NOW)
+        return
+    due = last + parse_duration(analysis.interval)
+    d.requeue_within(max(REQUEUE_NOW, (due - d.now).total_seconds()))
+
+
+def metrics_summary(state: AnalysisState) -> str:
+    parts = [
+        f"{name} {c.last.verdict} ({c.last.value or '-'}, {c.last.threshold})"
+        for name, c in state.metrics.items()
+        if c.last is not None
+    ]
+    return "metrics: " + ", ".join(parts) if parts else "no measurement yet"
+
+
+def inconclusive_for(d: Draft, state: AnalysisState) -> timedelta:
+    """How long the analysis has been unable to conclude, starting the clock if needed."""
+    if not state.inconclusive_since:
+        state.inconclusive_since = d.now_iso
+    since = parse_time(state.inconclusive_since) or d.now
+    return d.now - since

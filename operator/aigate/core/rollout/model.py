@@ -1,0 +1,127 @@
+"""What decide() reads and what it returns: plain, immutable data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from aigate.api.v1alpha1 import (
+    AIDeploymentSpec,
+    AIDeploymentStatus,
+    HistoryEntry,
+    MeasurementRecord,
+)
+from aigate.core.analysis import Measurements
+from aigate.core.workloads import Track
+
+# How soon to look again. Changes to the resource itself or its Deployments wake the
+# operator at once; these only bound how long anything else can go unnoticed.
+REQUEUE_WHILE_CHANGING = 2.0
+REQUEUE_AT_REST = 60.0
+REQUEUE_NOW = 0.1
+MAX_BACKOFF = 300.0
+
+
+@dataclass(frozen=True)
+class WorkloadState:
+    """What the API server says about one of our Deployments."""
+
+    revision: str
+    version: str
+    replicas: int
+    ready_replicas: int
+    updated_replicas: int
+    total_replicas: int
+    observed_current: bool  # status.observedGeneration caught up with metadata.generation
+    template: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @property
+    def rolled_out(self) -> bool:
+        """Every desired pod runs the current template and is Ready, and no old pod is left."""
+        return (
+            self.observed_current
+            and self.updated_replicas == self.replicas
+            and self.ready_replicas == self.replicas
+            and self.total_replicas == self.replicas
+        )
+
+    def serves(self, revision: str, replicas: int) -> bool:
+        """`revision` runs here at `replicas`, every pod Ready."""
+        return self.revision == revision and self.replicas == replicas and self.rolled_out
+
+
+@dataclass(frozen=True)
+class Observed:
+    stable: WorkloadState | None = None
+    canary: WorkloadState | None = None
+    # Children with our deterministic names that another owner holds: never touched.
+    conflicts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ApplyDeployment:
+    """Server-side apply of a track's Deployment with this template and replica count."""
+
+    track: Track
+    revision: str
+    version: str
+    replicas: int
+    template: dict[str, Any] = field(compare=False, hash=False, repr=False, default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeleteDeployment:
+    track: Track
+
+
+@dataclass(frozen=True)
+class ApplyService:
+    """The one Service, with the settings of the revision that owns the traffic."""
+
+    revision: str
+    port: int
+    target_port: int
+
+
+Action = ApplyDeployment | DeleteDeployment | ApplyService
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Inputs:
+    generation: int
+    spec: AIDeploymentSpec | None
+    spec_error: str  # why the spec could not be used, when spec is None
+    annotations: Mapping[str, str]
+    status: AIDeploymentStatus
+    observed: Observed
+    now: datetime
+    name: str = ""
+    namespace: str = ""
+    measurements: Measurements | None = None
+    managed_fields: Sequence[Mapping[str, Any]] = ()
+    # Field managers of GitOps controllers: approvals they write are "asserted through Git".
+    gitops_managers: frozenset[str] = frozenset({"argocd-controller", "kustomize-controller"})
+    # Non-empty when the stored status could not be read (e.g. written by another version):
+    # the operator then acts on nothing and replaces nothing but its conditions.
+    status_error: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: AIDeploymentStatus
+    actions: tuple[Action, ...] = ()
+    events: tuple[Event, ...] = ()
+    requeue_after: float = REQUEUE_AT_REST
+    new_measurements: tuple[MeasurementRecord, ...] = ()
+    new_history: tuple[HistoryEntry, ...] = ()
+    # True when only status.conditions may be written (the stored status was unreadable).
+    conditions_only: bool = False

@@ -1,0 +1,161 @@
+"""Where a resource with nothing in flight goes next, from the spec, the approval, what
+serves and what was rolled back (the ROUTES of the transition table)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from aigate.api.v1alpha1 import ApprovalRecord, Phase
+from aigate.core import conditions as cond
+from aigate.core.gate import APPROVED_BY, format_rfc3339
+from aigate.core.requests import writer_of
+from aigate.core.rollout.draft import Draft
+from aigate.core.rollout.snapshots import snapshot_of, snapshot_of_live
+
+
+class Route(NamedTuple):
+    phase: Phase
+    reason: str
+    message: str
+
+
+# A refused apply of the candidate's own workload (its stable Deployment while it deploys
+# as the first version, its canary during the stages): that revision is unusable as written.
+CANDIDATE_WORKLOADS = {
+    ("Deploying", "stable"),
+    ("Progressing", "canary"),
+    ("Paused", "canary"),
+}
+
+
+def route(d: Draft) -> Route:
+    s, sit = d.status, d.sit
+    if sit.spec is None:
+        return Route("Failed", "InvalidSpec", f"spec is invalid: {d.inputs.spec_error}")
+    conflicts = d.inputs.observed.conflicts
+    if conflicts:
+        return Route(
+            "Failed",
+            "ChildConflict",
+            f"{', '.join(conflicts)} already exist(s) and aigate did not create them; it will "
+            f"not touch them: rename this AIDeployment or remove them",
+        )
+    error = s.apply_error
+    if (
+        error is not None
+        and error.generation == d.inputs.generation
+        and (error.phase, error.track) in CANDIDATE_WORKLOADS
+    ):
+        return Route(
+            "Failed",
+            "ApplyRejected",
+            f"the API server refused the {error.track} workload of revision {sit.revision} "
+            f"({error.message}); fix the spec",
+        )
+    version = sit.spec.model.version
+    if s.serving is not None and s.serving.revision == sit.revision:
+        return Route("Stable", "Serving", f"version {version} (revision {sit.revision}) serves")
+    if not d.authorised():
+        gate = sit.gate.describe() if sit.gate else ""
+        return Route(
+            "AwaitingApproval",
+            "ApprovalRequired",
+            f"revision {sit.revision} is not approved: {gate}; {serving_text(d)}",
+        )
+    if sit.revision in s.rolled_back_revisions:
+        return Route(
+            "RolledBack",
+            "RevisionRolledBack",
+            f"revision {sit.revision} was rolled back; annotate aigate.dev/retry=<a new value> "
+            f"to try it again, or change the spec",
+        )
+    if s.serving is None:
+        return Route(
+            "Deploying",
+            "FirstVersion",
+            f"deploying version {version} (revision {sit.revision}) as the first stable version",
+        )
+    return Route(
+        "Progressing",
+        "RolloutStarted",
+        f"rolling out version {version} (revision {sit.revision}) through "
+        f"{len(sit.spec.rollout.stages)} stage(s) beside version {s.serving.version}",
+    )
+
+
+def serving_text(d: Draft) -> str:
+    serving = d.status.serving
+    if serving is None:
+        return "no workload is created until then"
+    return f"version {serving.version} (revision {serving.revision}) keeps serving"
+
+
+def adopt_unrecorded_stable(d: Draft) -> None:
+    """A stable Deployment of ours with no record of what it serves (the status was lost or
+    written by an older aigate) is taken as serving, so a new revision goes through the
+    canary stages instead of straight to stable."""
+    s, stable = d.status, d.sit.stable
+    if s.serving is not None or s.rollout is not None or s.rollback is not None:
+        return
+    if stable is None or not stable.revision:
+        return
+    own_spec = d.spec is not None and stable.revision == d.sit.revision
+    s.serving = snapshot_of(d.spec) if own_spec and d.spec else snapshot_of_live(stable)
+    d.note(
+        "StableAdopted",
+        f"no record of what serves: taking revision {stable.revision} running on "
+        f"{d.inputs.name}-stable as the serving version",
+        "Warning",
+        subject=(stable.revision, stable.version),
+    )
+
+
+def record_approval(d: Draft) -> None:
+    """Records a valid approval of the spec's revision (once) and sets Authorized."""
+    gate, s = d.sit.gate, d.status
+    if gate is not None and gate.is_open and gate.approval is not None:
+        approval = gate.approval
+        record = ApprovalRecord(
+            approved_by=approval.approved_by,
+            approved_at=format_rfc3339(approval.approved_at),
+            revision=d.sit.revision,
+            risk_acceptance=approval.risk_acceptance,
+            risk_accepted_by=approval.risk_accepted_by,
+            conditions=approval.conditions,
+            recorded_at=d.now_iso,
+            written_by=writer_of(APPROVED_BY, d.inputs.managed_fields),
+        )
+        record.asserted_through_git = record.written_by in d.inputs.gitops_managers
+        old = s.approval
+        same = old is not None and old.model_dump(exclude={"recorded_at"}) == record.model_dump(
+            exclude={"recorded_at"}
+        )
+        if not same:
+            s.approval = record
+            d.note("Approved", approval_text(record), subject=d.subject_of_spec())
+    authorised = d.authorised()
+    if gate is not None and gate.is_open:
+        reason = "Approved"
+    elif authorised:
+        reason = "ApprovalRecorded"
+    else:
+        reason = "ApprovalRequired"
+    if authorised and s.approval is not None and s.approval.revision == d.sit.revision:
+        message = approval_text(s.approval)
+    elif authorised:
+        message = f"revision {d.sit.revision} is the revision serving"
+    else:
+        message = gate.describe() if gate is not None else f"spec is invalid: {d.inputs.spec_error}"
+    s.conditions = cond.set_condition(
+        s.conditions, cond.AUTHORIZED, authorised, reason, message, d.now_iso, d.inputs.generation
+    )
+
+
+def approval_text(record: ApprovalRecord) -> str:
+    text = (
+        f"revision {record.revision} approved by {record.approved_by} at {record.approved_at}; "
+        f"risk acceptance {record.risk_acceptance} by {record.risk_accepted_by}"
+    )
+    if record.asserted_through_git:
+        text += f" (asserted through Git by {record.written_by})"
+    return text + (f"; conditions: {record.conditions}" if record.conditions else "")

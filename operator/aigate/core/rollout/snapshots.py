@@ -1,0 +1,51 @@
+"""Revision snapshots: the approved content of a revision, kept in status so that the
+operator can deploy, watch or restore that revision after the spec has moved on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from aigate.api.v1alpha1 import AIDeploymentSpec, RevisionSnapshot
+from aigate.core.revision import compute_revision, vouched_content
+from aigate.core.rollout.model import WorkloadState
+
+
+def snapshot_of(spec: AIDeploymentSpec) -> RevisionSnapshot:
+    return RevisionSnapshot(
+        revision=compute_revision(spec), version=spec.model.version, content=vouched_content(spec)
+    )
+
+
+def snapshot_of_live(stable: WorkloadState) -> RevisionSnapshot:
+    """What runs on a stable Deployment aigate created but has no record of (a status lost
+    or written by an older aigate): only its template is known."""
+    return RevisionSnapshot(
+        revision=stable.revision, version=stable.version, content={"template": stable.template}
+    )
+
+
+def plan_of(snapshot: RevisionSnapshot) -> AIDeploymentSpec | None:
+    """The snapshot as a spec (replicas aside), if it is complete and its content still
+    hashes to its revision; None otherwise (a live snapshot, or a status edited by hand)."""
+    try:
+        spec = AIDeploymentSpec.model_validate({**snapshot.content, "replicas": 1})
+    except ValidationError:
+        return None
+    return spec if compute_revision(spec) == snapshot.revision else None
+
+
+def template_of(snapshot: RevisionSnapshot) -> dict[str, Any]:
+    return dict(snapshot.content.get("template") or {})
+
+
+def service_of(snapshot: RevisionSnapshot, fallback: AIDeploymentSpec | None) -> tuple[int, int]:
+    """(port, targetPort) of the snapshot's Service settings; the spec's when it has none."""
+    service = snapshot.content.get("service")
+    if isinstance(service, dict) and isinstance(service.get("port"), int):
+        port = service["port"]
+        return port, int(service.get("targetPort") or port)
+    if fallback is not None:
+        return fallback.service.port, fallback.service.target_port or fallback.service.port
+    return 0, 0
