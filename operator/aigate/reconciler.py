@@ -21,7 +21,12 @@ from pydantic import ValidationError
 
 from aigate.adapters import prometheus
 from aigate.adapters.kube import KubeAdapter, RejectedError, TransientError
-from aigate.api.v1alpha1 import AIDeploymentSpec, AIDeploymentStatus, SecretKeyRef
+from aigate.api.v1alpha1 import (
+    AIDeploymentSpec,
+    AIDeploymentStatus,
+    MeasurementRecord,
+    SecretKeyRef,
+)
 from aigate.core import rollout
 from aigate.core.analysis import MeasurementPlan, Measurements, MetricResult, unknown_placeholders
 from aigate.core.verdict import QueryOutcome
@@ -40,6 +45,11 @@ class Outcome:
     body: dict[str, Any]
     events: tuple[rollout.Event, ...]
     requeue_after: float
+    # For metrics only (aigate.metrics.observe_outcome), never read to decide: the status
+    # this round wrote (or found already current; None when a conflict dropped the round)
+    # and the measurements it took.
+    status: dict[str, Any] | None = None
+    measurements: tuple[MeasurementRecord, ...] = ()
 
 
 def parse_spec(raw: Any) -> tuple[AIDeploymentSpec | None, str]:
@@ -136,8 +146,16 @@ async def reconcile(
                 body=body,
                 events=decision.events + failed.events,
                 requeue_after=failed.requeue_after,
+                status=dump_status(failed.status),
+                measurements=decision.new_measurements,
             )
-    return Outcome(body=body, events=decision.events, requeue_after=decision.requeue_after)
+    return Outcome(
+        body=body,
+        events=decision.events,
+        requeue_after=decision.requeue_after,
+        status=new_status,
+        measurements=decision.new_measurements,
+    )
 
 
 async def _measure(
