@@ -36,7 +36,7 @@ build() {
   fi
   local t0=$SECONDS
   if [[ $BUILT -eq 0 ]]; then
-    log "first build: all binaries take about 8-10 min on 2 cores; Go's output is in $BUILD_LOG"
+    log "building what is not cached (everything, cold: about 10 min on 2 cores); Go's output: $BUILD_LOG"
   fi
   log "$name: building $package"
   echo "=== $(date -u +%FT%TZ) $name: go build $package" >> "$BUILD_LOG"
