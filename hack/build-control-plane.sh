@@ -81,11 +81,13 @@ build helm helm helm.sh/helm/v4/cmd/helm \
   "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
 echo "$HELM_VERSION" > "$BIN/helm.version"
 
-# kstatus: the library Flux's health checks use, wrapped in a tiny command
-# (hack/tools/kstatus/main.go), so tests measure Flux's verdict on live objects.
-unless_version kstatus "$KSTATUS_VERSION"
+# kstatus: the libraries Flux's health checks use (kstatus, and Flux's CEL evaluator for
+# healthCheckExprs) in a tiny command (hack/tools/kstatus/main.go), so tests measure Flux's
+# verdict on live objects. Keyed by the version and the module's own sources.
+KSTATUS_STAMP="$KSTATUS_VERSION-$(cat "$HERE/tools/kstatus/go.sum" "$HERE/tools/kstatus/main.go" | sha256sum | cut -c1-12)"
+unless_version kstatus "$KSTATUS_STAMP"
 build kstatus kstatus local/aigate-kstatus-tools "-s -w"
-echo "$KSTATUS_VERSION" > "$BIN/kstatus.version"
+echo "$KSTATUS_STAMP" > "$BIN/kstatus.version"
 
 # kwok refuses to start without Stages; keep the stage files next to the binary, so the
 # harness needs nothing from the Go module cache at run time.

@@ -41,6 +41,16 @@ KSTATUS_BY_PHASE = {
     "Stable": "Current",
     "RolledBack": "Failed",
 }
+# Flux with the committed healthCheckExprs (integrations/flux/), by phase.
+FLUX_FAILED = {"AwaitingApproval", "RollingBack", "RolledBack", "Failed"}
+FLUX_EXPECTED = {
+    "accepted": lambda phase: (
+        "Failed" if phase in FLUX_FAILED else "InProgress" if phase == "Pending" else "Current"
+    ),
+    "complete": lambda phase: (
+        "Failed" if phase in FLUX_FAILED else "Current" if phase == "Stable" else "InProgress"
+    ),
+}
 
 
 class Recorder:
@@ -187,9 +197,9 @@ def test_argocd_health_kstatus_and_metrics_through_a_whole_rollout(
     assert not recorder.errors, recorder.errors
     objects = recorder.objects
     table = judge(binaries, objects)
-    print("\nphase -> Argo CD health -> kstatus, as measured:")
-    for phase, (healths, statuses) in sorted(table.items()):
-        print(f"  {phase:28} {'/'.join(sorted(healths)):12} {'/'.join(sorted(statuses))}")
+    print("\nphase -> Argo CD health, kstatus, Flux exprs (accepted, complete), as measured:")
+    for phase, seen in sorted(table.items()):
+        print(f"  {phase:26}" + "".join(f" {'/'.join(sorted(values)):12}" for values in seen))
     assert set(table) >= REQUIRED_PHASES, sorted(table)
 
     # Deleted: the resource's series go.
@@ -207,12 +217,16 @@ def test_argocd_health_kstatus_and_metrics_through_a_whole_rollout(
     )
 
 
-def judge(binaries, objects: list[dict[str, Any]]) -> dict[str, tuple[set[str], set[str]]]:
+def judge(binaries, objects: list[dict[str, Any]]) -> dict[str, tuple[set[str], ...]]:
     """Checks every recorded version against the contracts; returns what was measured per
-    phase (or generation state): the Argo CD healths and kstatus statuses seen."""
+    phase (or generation state): the Argo CD healths, kstatus statuses and Flux
+    healthCheckExprs verdicts seen."""
     assert objects, "the watch recorded nothing"
-    flux = kstatus.compute(binaries, objects)
-    table: dict[str, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
+    exprs = {
+        name: kstatus.health_check_exprs(path) for name, path in kstatus.KUSTOMIZATIONS.items()
+    }
+    flux = kstatus.compute(binaries, objects, exprs)
+    table: dict[str, tuple[set[str], ...]] = defaultdict(lambda: (set(), set(), set(), set()))
     for obj, verdict in zip(objects, flux, strict=True):
         status = obj.get("status") or {}
         health = evaluate(obj)
@@ -226,11 +240,16 @@ def judge(binaries, objects: list[dict[str, Any]]) -> dict[str, tuple[set[str], 
             assert health.status == "Progressing", where
             # kstatus knows nothing of a resource without status: it calls it Current.
             assert verdict["status"] == "Current", where
+            # The expressions cannot read a missing status: Flux reports Unknown, waits.
+            for name in exprs:
+                assert verdict["exprs"][name].startswith("Error: "), where
+                verdict["exprs"][name] = "Unknown"
         elif not generation_observed(obj):
             key = "(generation not observed)"
             assert health.status == "Progressing", where
             assert "waiting for the aigate operator to observe generation" in health.message
             assert verdict["status"] == "InProgress", where
+            assert set(verdict["exprs"].values()) == {"InProgress"}, where
         else:
             key = status["phase"]
             assert health.status == PHASE_HEALTH[key], where
@@ -243,6 +262,10 @@ def judge(binaries, objects: list[dict[str, Any]]) -> dict[str, tuple[set[str], 
                 assert verdict["status"] == "Current", where
             if key in KSTATUS_BY_PHASE:
                 assert verdict["status"] == KSTATUS_BY_PHASE[key], where
+            for name, expected in FLUX_EXPECTED.items():
+                assert verdict["exprs"][name] == expected(key), (name, where)
         table[key][0].add(health.status)
         table[key][1].add(verdict["status"])
+        table[key][2].add(verdict["exprs"]["accepted"])
+        table[key][3].add(verdict["exprs"]["complete"])
     return dict(table)
