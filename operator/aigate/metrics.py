@@ -242,13 +242,15 @@ def observe_outcome(
     for event in events:
         if event.reason == "DriftDetected":
             _series.labels(DRIFT, namespace, name).inc()
-        elif event.reason == "PostPromotionBreach":
-            _series.labels(POST_PROMOTION_BREACHES, namespace, name).inc()
     if status is None:
         return
     _observe_state(namespace, name, status)
     for entry in _new_history(previous_status or {}, status):
         to_phase, reason = entry.get("toPhase", ""), entry.get("reason", "") or "Unknown"
+        # A breach is recorded when found (a rollback starting, or a note when there is
+        # nothing to restore); the rollback's completion repeats the reason: not counted.
+        if reason == "PostPromotionBreach" and to_phase != "RolledBack":
+            _series.labels(POST_PROMOTION_BREACHES, namespace, name).inc()
         if entry.get("fromPhase") == to_phase:
             continue  # a recorded fact, not a transition
         if to_phase == "RollingBack":

@@ -135,11 +135,34 @@ def test_rollbacks_and_promotions_count_new_history_transitions_once():
     assert value("aigate_rollbacks_total", **resource(reason="AnalysisFailed")) == 1
 
 
-def test_drift_and_post_promotion_breach_come_from_events():
-    events = (Event("Warning", "DriftDetected"), Event("Warning", "PostPromotionBreach"))
+def test_drift_comes_from_events():
+    events = (Event("Warning", "DriftDetected"), Event("Normal", "StageStarted"))
     metrics.observe_outcome(NS, NAME, {}, {"phase": "Stable"}, events, ())
     assert value("aigate_drift_detected_total", **resource()) == 1
+
+
+def test_post_promotion_breaches_count_once_whether_rolled_back_or_not():
+    rolled_back = {
+        "phase": "RolledBack",
+        "history": [
+            entry("p", "Stable", "RollingBack", "PostPromotionBreach"),
+            entry("q", "RollingBack", "RolledBack", "PostPromotionBreach"),
+        ],
+    }
+    metrics.observe_outcome(NS, NAME, {}, rolled_back, (), ())
     assert value("aigate_post_promotion_breaches_total", **resource()) == 1
+    assert value("aigate_rollbacks_total", **resource(reason="PostPromotionBreach")) == 1
+    # The first version has nothing to restore: the breach is a note, still counted.
+    noted = {"phase": "Stable", "history": [entry("r", "Stable", "Stable", "PostPromotionBreach")]}
+    metrics.observe_outcome(
+        NS,
+        NAME,
+        rolled_back,
+        {**noted, "history": rolled_back["history"] + noted["history"]},
+        (),
+        (),
+    )
+    assert value("aigate_post_promotion_breaches_total", **resource()) == 2
 
 
 def test_approval_waiting_and_its_age_from_the_condition():
