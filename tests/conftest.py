@@ -14,6 +14,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
+def binaries() -> Path:
+    """The cached bin directory (helm, promtool, kstatus, ...), built on first use; for
+    tests that need the tools but not a running control plane."""
+    from localcluster.cluster import ensure_binaries
+
+    return ensure_binaries()
+
+
+@pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from localcluster import LocalCluster
 

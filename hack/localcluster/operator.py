@@ -18,7 +18,13 @@ class OperatorProcess:
         self.log_path = log_path
         self.extra_args = extra_args
         self.health_port = free_port()
+        # Metrics on loopback, so tests can read what the operator exports.
+        self.metrics_port = free_port()
         self.process: Process | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self, timeout: float = 60) -> OperatorProcess:
         self.process = Process(
@@ -28,7 +34,7 @@ class OperatorProcess:
                 "-m",
                 "aigate.cli",
                 "run",
-                "--metrics-port=0",
+                f"--metrics-port={self.metrics_port}",
                 f"--health-port={self.health_port}",
                 "--bind-address=127.0.0.1",
                 *self.extra_args,

@@ -87,6 +87,8 @@ async def drive(namespace: str, name: str, stopped: kopf.DaemonStopped, **_: Any
                 await asyncio.wait_for(wake.wait(), timeout=delay)
     finally:
         _wakers.pop((namespace, name), None)
+        # The daemon ends when the object is deleted (or the operator stops): its series go.
+        metrics.forget(namespace, name)
 
 
 async def _reconcile_once(kube: KubeAdapter, namespace: str, name: str) -> float | None:
@@ -111,4 +113,16 @@ async def _reconcile_once(kube: KubeAdapter, namespace: str, name: str) -> float
     for event in outcome.events:
         metrics.EVENTS.labels(reason=event.reason).inc()
         kopf.event(outcome.body, type=event.type, reason=event.reason, message=event.message)
+    try:
+        metrics.observe_outcome(
+            namespace,
+            name,
+            outcome.body.get("status"),
+            outcome.status,
+            outcome.events,
+            outcome.measurements,
+        )
+    except Exception:
+        # Metrics observe; they must never stop a rollout.
+        log.exception("updating metrics failed", extra={"aideployment": f"{namespace}/{name}"})
     return outcome.requeue_after

@@ -21,7 +21,13 @@ from pydantic import ValidationError
 
 from aigate.adapters import prometheus
 from aigate.adapters.kube import KubeAdapter, RejectedError, TransientError
-from aigate.api.v1alpha1 import AIDeploymentSpec, AIDeploymentStatus, ApplyError, SecretKeyRef
+from aigate.api.v1alpha1 import (
+    AIDeploymentSpec,
+    AIDeploymentStatus,
+    ApplyError,
+    MeasurementRecord,
+    SecretKeyRef,
+)
 from aigate.core import rollout
 from aigate.core.analysis import MeasurementPlan, Measurements, MetricResult, unknown_placeholders
 from aigate.core.verdict import QueryOutcome
@@ -40,6 +46,11 @@ class Outcome:
     body: dict[str, Any]
     events: tuple[rollout.Event, ...]
     requeue_after: float
+    # For metrics only (aigate.metrics.observe_outcome), never read to decide: the status
+    # this round wrote (or found already current; None when a conflict dropped the round)
+    # and the measurements it took.
+    status: dict[str, Any] | None = None
+    measurements: tuple[MeasurementRecord, ...] = ()
 
 
 def parse_spec(raw: Any) -> tuple[AIDeploymentSpec | None, str]:
@@ -140,8 +151,20 @@ async def reconcile(
             )
             log.warning("apply refused: %s", error, extra=context)
             warning = rollout.Event("Warning", "ApplyRefused", str(error))
-            return Outcome(body=body, events=(*decision.events, warning), requeue_after=5.0)
-    return Outcome(body=body, events=decision.events, requeue_after=decision.requeue_after)
+            return Outcome(
+                body=body,
+                events=(*decision.events, warning),
+                requeue_after=5.0,
+                status=new_status,
+                measurements=decision.new_measurements,
+            )
+    return Outcome(
+        body=body,
+        events=decision.events,
+        requeue_after=decision.requeue_after,
+        status=new_status,
+        measurements=decision.new_measurements,
+    )
 
 
 def _apply_error(

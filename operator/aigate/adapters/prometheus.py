@@ -18,6 +18,7 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from aigate import metrics
 from aigate.api.durations import parse_duration
 from aigate.api.v1alpha1 import PrometheusSpec
 from aigate.core.analysis import MeasurementPlan, Measurements, MetricResult
@@ -89,28 +90,47 @@ def measure(plan: MeasurementPlan, spec: PrometheusSpec, credentials: Credential
 def _query(
     client: PrometheusConnect, query: str, at: float, timeout: float, url: str
 ) -> QueryOutcome:
+    # Timed whatever the outcome; errors counted by kind (aigate_prometheus_query_*).
+    with metrics.PROMETHEUS_QUERY_SECONDS.time():
+        outcome, error_kind = _query_once(client, query, at, timeout, url)
+    if error_kind:
+        metrics.PROMETHEUS_QUERY_ERRORS.labels(kind=error_kind).inc()
+    return outcome
+
+
+def _query_once(
+    client: PrometheusConnect, query: str, at: float, timeout: float, url: str
+) -> tuple[QueryOutcome, str]:
+    """The outcome, and the kind of error ("" when Prometheus answered usably)."""
     try:
         data = client.custom_query(
             query, params={"time": f"{at:.3f}", "timeout": f"{timeout:g}s"}, timeout=timeout
         )
     except PrometheusApiClientException as error:
-        return QueryOutcome.failed(_short(f"Prometheus at {redact_url(url)} answered {error}"))
+        return QueryOutcome.failed(
+            _short(f"Prometheus at {redact_url(url)} answered {error}")
+        ), "http"
     except requests.exceptions.SSLError as error:
         return QueryOutcome.failed(
             _short(
                 f"Prometheus at {redact_url(url)}: TLS verification failed ({type(error).__name__}); "
                 f"set prometheus.caSecret to its CA"
             )
-        )
+        ), "tls"
     except requests.exceptions.Timeout:
-        return QueryOutcome.failed(f"Prometheus at {redact_url(url)} timed out after {timeout:g}s")
+        return QueryOutcome.failed(
+            f"Prometheus at {redact_url(url)} timed out after {timeout:g}s"
+        ), "timeout"
     except requests.exceptions.RequestException as error:
         return QueryOutcome.failed(
             _short(f"Prometheus at {redact_url(url)} unreachable: {type(error).__name__}")
-        )
+        ), "unreachable"
     except ValueError as error:  # a body that is not JSON
-        return QueryOutcome.failed(_short(f"unreadable answer from Prometheus: {error}"))
-    return _samples(data)
+        return QueryOutcome.failed(
+            _short(f"unreadable answer from Prometheus: {error}")
+        ), "unreadable"
+    outcome = _samples(data)
+    return outcome, "unreadable" if outcome.error else ""
 
 
 def _samples(data: Any) -> QueryOutcome:
