@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/hack
 CLUSTER_DIR ?= /tmp/aigate-cluster
 
-.PHONY: help venv binaries cluster-up cluster-down test test-unit lint crds check-crds demo bench kind-up clean
+.PHONY: help venv binaries cluster-up cluster-down test test-unit soak lint crds check-crds demo bench kind-up clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -33,6 +33,9 @@ test: venv binaries lint check-crds ## all tests: unit, then integration against
 
 test-unit: venv ## unit and property tests of the pure core (no cluster)
 	$(PY) -m pytest tests/unit
+
+soak: venv ## the rollout model-based test with the long hypothesis profile (minutes)
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest tests/unit/test_rollout_model.py -p no:cacheprovider
 
 lint: venv ## ruff and the layering contract
 	$(VENV)/bin/ruff check operator hack tests bench

@@ -166,7 +166,9 @@ class Demo:
         phase = status.get("phase", "")
         stage = status.get("stage") or "-"
         weight = status.get("canaryWeight", 0)
-        metrics = (status.get("analysis") or {}).get("metrics") or {}
+        running = status.get("rollout") if phase in ("Progressing", "Paused") else None
+        running = running or (status.get("watch") if phase == "Verifying" else None) or {}
+        metrics = (running.get("analysis") or {}).get("metrics") or {}
         values = ", ".join(
             f"{name} {m['last']['value']} {m['last']['verdict'].lower()}"
             for name, m in metrics.items()

@@ -128,6 +128,38 @@ def evaluate_gate(
         else:
             values[name] = raw.strip()
 
+    approved_at = _approved_at(values, revision, approval_ttl, now, reasons)
+
+    if APPROVED_REVISION in values and values[APPROVED_REVISION] != revision:
+        reasons.append(
+            GateReason(
+                APPROVED_REVISION, "RevisionMismatch", repr(revision), values[APPROVED_REVISION]
+            )
+        )
+
+    if reasons or approved_at is None:
+        return GateDecision(approval=None, reasons=tuple(reasons))
+    return GateDecision(
+        approval=Approval(
+            approved_by=values[APPROVED_BY],
+            approved_at=approved_at,
+            revision=revision,
+            risk_acceptance=values[RISK_ACCEPTANCE],
+            risk_accepted_by=values[RISK_ACCEPTED_BY],
+            conditions=annotations.get(APPROVAL_CONDITIONS, "").strip(),
+        ),
+        reasons=(),
+    )
+
+
+def _approved_at(
+    values: Mapping[str, str],
+    revision: str,
+    approval_ttl: timedelta,
+    now: datetime,
+    reasons: list[GateReason],
+) -> datetime | None:
+    """approved-at as a time, if present and well-formed; adds why it does not hold."""
     approved_at: datetime | None = None
     if APPROVED_AT in values:
         raw = values[APPROVED_AT]
@@ -157,26 +189,7 @@ def evaluate_gate(
                 )
             )
 
-    if APPROVED_REVISION in values and values[APPROVED_REVISION] != revision:
-        reasons.append(
-            GateReason(
-                APPROVED_REVISION, "RevisionMismatch", repr(revision), values[APPROVED_REVISION]
-            )
-        )
-
-    if reasons or approved_at is None:
-        return GateDecision(approval=None, reasons=tuple(reasons))
-    return GateDecision(
-        approval=Approval(
-            approved_by=values[APPROVED_BY],
-            approved_at=approved_at,
-            revision=revision,
-            risk_acceptance=values[RISK_ACCEPTANCE],
-            risk_accepted_by=values[RISK_ACCEPTED_BY],
-            conditions=annotations.get(APPROVAL_CONDITIONS, "").strip(),
-        ),
-        reasons=(),
-    )
+    return approved_at
 
 
 _EXPECTED = {

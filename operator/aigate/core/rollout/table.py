@@ -104,6 +104,73 @@ _ROLLBACK_REASONS = (
 )
 
 
+# The transitions of the phases that have a job in flight.
+_IN_FLIGHT_ROWS: tuple[Transition, ...] = (
+    # pauseTimeout counts from the moment the analysis paused
+    Transition(
+        "Paused",
+        "RollingBack",
+        "PauseTimeout",
+        "inconclusive past pauseTimeout with onPauseTimeout: Rollback",
+    ),
+    Transition(
+        "Progressing",
+        "Paused",
+        "AwaitingPromotion",
+        "a manual stage passed its analysis and waits for aigate.dev/promote",
+    ),
+    Transition("Paused", "Progressing", "AnalysisResumed", "measurements conclusive again"),
+    Transition(
+        "Deploying",
+        "Deploying",
+        "CandidateSuperseded",
+        "another approved revision replaces the first version before it served",
+    ),
+    Transition("Deploying", "Failed", "ApplyRejected", "the API server refused the workload"),
+    Transition("Deploying", "Verifying", "Promoted", "first version serving; watch starts"),
+    Transition("Deploying", "Stable", "Promoted", "first version serving (no watch)"),
+    Transition("Promoting", "Verifying", "Promoted", "new version serving; watch starts"),
+    Transition("Promoting", "Stable", "Promoted", "new version serving (no watch)"),
+    Transition(
+        "Promoting",
+        "RollingBack",
+        "AbortRequested",
+        "a person aborted the promotion: the version that served before returns",
+    ),
+    Transition("Verifying", "Stable", "WatchCompleted", "the post-promotion watch passed"),
+    Transition(
+        "Verifying",
+        "Stable",
+        "PostPromotionBreach",
+        "breach with no previous version to return to: reported, keeps serving",
+    ),
+    Transition(
+        "Verifying",
+        "RollingBack",
+        "PostPromotionBreach",
+        "breach during the watch: the previous version returns",
+    ),
+    Transition(
+        "Verifying",
+        "RollingBack",
+        "AbortRequested",
+        "a person aborted during the watch: the previous version returns",
+    ),
+    Transition(
+        "Verifying",
+        "RollingBack",
+        "PauseTimeout",
+        "the watch could not see past pauseTimeout with onPauseTimeout: Rollback",
+    ),
+    Transition(
+        "RollingBack",
+        "RolledBack",
+        "RollbackCompleted",
+        "the version that served before runs at full strength, no canary",
+    ),
+)
+
+
 def _rows() -> tuple[Transition, ...]:
     rows: list[Transition] = []
     for source, routes in _FROM_REST.items():
@@ -130,70 +197,7 @@ def _rows() -> tuple[Transition, ...]:
             Transition(source, "Promoting", "AllStagesPassed", "the last stage passed"),
         ]
         rows += [Transition(source, "RollingBack", r, m) for r, m in _ROLLBACK_REASONS]
-    rows += [
-        # pauseTimeout counts from the moment the analysis paused
-        Transition(
-            "Paused",
-            "RollingBack",
-            "PauseTimeout",
-            "inconclusive past pauseTimeout with onPauseTimeout: Rollback",
-        ),
-        Transition(
-            "Progressing",
-            "Paused",
-            "AwaitingPromotion",
-            "a manual stage passed its analysis and waits for aigate.dev/promote",
-        ),
-        Transition("Paused", "Progressing", "AnalysisResumed", "measurements conclusive again"),
-        Transition(
-            "Deploying",
-            "Deploying",
-            "CandidateSuperseded",
-            "another approved revision replaces the first version before it served",
-        ),
-        Transition("Deploying", "Failed", "ApplyRejected", "the API server refused the workload"),
-        Transition("Deploying", "Verifying", "Promoted", "first version serving; watch starts"),
-        Transition("Deploying", "Stable", "Promoted", "first version serving (no watch)"),
-        Transition("Promoting", "Verifying", "Promoted", "new version serving; watch starts"),
-        Transition("Promoting", "Stable", "Promoted", "new version serving (no watch)"),
-        Transition(
-            "Promoting",
-            "RollingBack",
-            "AbortRequested",
-            "a person aborted the promotion: the version that served before returns",
-        ),
-        Transition("Verifying", "Stable", "WatchCompleted", "the post-promotion watch passed"),
-        Transition(
-            "Verifying",
-            "Stable",
-            "PostPromotionBreach",
-            "breach with no previous version to return to: reported, keeps serving",
-        ),
-        Transition(
-            "Verifying",
-            "RollingBack",
-            "PostPromotionBreach",
-            "breach during the watch: the previous version returns",
-        ),
-        Transition(
-            "Verifying",
-            "RollingBack",
-            "AbortRequested",
-            "a person aborted during the watch: the previous version returns",
-        ),
-        Transition(
-            "Verifying",
-            "RollingBack",
-            "PauseTimeout",
-            "the watch could not see past pauseTimeout with onPauseTimeout: Rollback",
-        ),
-        Transition(
-            "RollingBack",
-            "RolledBack",
-            "RollbackCompleted",
-            "the version that served before runs at full strength, no canary",
-        ),
-    ]
+    rows += _IN_FLIGHT_ROWS
     return tuple(rows)
 
 
