@@ -106,7 +106,7 @@ def test_healthy_version_goes_through_every_stage_to_stable(
     assert watch.samples > 10 and watch.minimum == 4
     wait_for(lambda: not aid.pods("canary"), timeout=TIMEOUT, what="canary pods gone")
     assert len(aid.ready_pods("stable")) == 4
-    assert all(p.metadata.labels["aigate.dev/revision"] == v2 for p in aid.ready_pods("stable"))
+    assert all(p.metadata.labels["aigate.dev/revision"] == v2[:12] for p in aid.ready_pods("stable"))
     history = aid.status()["history"]
     passed = [h for h in history if h["reason"] == "StagePassed" and h["revision"] == v2]
     assert [h["stage"] for h in passed] == ["canary-10", "canary-50", "full"]
@@ -132,7 +132,7 @@ def test_breaching_version_is_rolled_back_automatically(cluster, api_client, nam
     wait_for(lambda: not aid.pods("canary"), timeout=TIMEOUT, what="canary gone")
     assert {d.metadata.name for d in aid.deployments()} == {f"{NAME}-stable"}
     ready = aid.ready_pods("stable")
-    assert len(ready) == 4 and all(p.metadata.labels["aigate.dev/revision"] == v1 for p in ready)
+    assert len(ready) == 4 and all(p.metadata.labels["aigate.dev/revision"] == v1[:12] for p in ready)
     status = aid.status()
     assert status["rolledBackRevisions"] == [v2] and status["stableRevision"] == v1
     stalled = aid.condition("Stalled")
@@ -285,7 +285,7 @@ def test_breach_during_post_promotion_watch_restores_previous_version(
         lambda: (
             len(aid.ready_pods("stable")) == 4
             and all(
-                p.metadata.labels["aigate.dev/revision"] == v1 for p in aid.ready_pods("stable")
+                p.metadata.labels["aigate.dev/revision"] == v1[:12] for p in aid.ready_pods("stable")
             )
         ),
         timeout=TIMEOUT,

@@ -32,7 +32,16 @@ from support.scenarios import HEALTHY, NAME, ModelServers, plan
 from support.waiting import wait_for
 
 TIMEOUT = 120
-REQUIRED_PHASES = {"AwaitingApproval", "Progressing", "Paused", "Stable", "RolledBack"}
+REQUIRED_PHASES = {
+    "AwaitingApproval",
+    "Deploying",
+    "Progressing",
+    "Paused",
+    "Promoting",
+    "Verifying",
+    "Stable",
+    "RolledBack",
+}
 # Flux: what kstatus must say in the phases every rollout goes through (docs/flux.md).
 KSTATUS_BY_PHASE = {
     "AwaitingApproval": "Failed",

@@ -104,6 +104,7 @@ def test_approval_deploys_stable_workload_and_records_who_approved(api_client, n
         ("expired", "expired"),
         ("future", "in the future"),
         ("malformed", "malformed"),
+        ("short-revision", "names a short revision"),
     ],
 )
 def test_bad_approvals_are_refused_with_the_right_reason(api_client, namespace, case, problem):
@@ -115,6 +116,8 @@ def test_bad_approvals_are_refused_with_the_right_reason(api_client, namespace, 
         "expired": approval_annotations(revision, now - timedelta(hours=169)),
         "future": approval_annotations(revision, now + timedelta(days=1)),
         "malformed": approval_annotations(revision, now, approved_at="last tuesday"),
+        # the 12 characters the REVISION column shows: display only, never an authority
+        "short-revision": approval_annotations(revision[:12], now),
     }[case]
     aid.annotate(annotations)
     wait_for(
@@ -128,6 +131,9 @@ def test_bad_approvals_are_refused_with_the_right_reason(api_client, namespace, 
         timeout=TIMEOUT,
         what="an Event with the reason",
     )
+    if case in ("short-revision", "other-revision"):
+        # the refusal gives the full revision to approve, as kubectl describe shows it
+        assert len(revision) == 64 and revision in aid.condition("Stalled")["message"]
     holds_for(
         lambda: not aid.deployments(), duration=3, what="no Deployment for a refused approval"
     )

@@ -104,7 +104,7 @@ def test_unquoted_dates_in_a_manifest_stay_strings_as_kubectl_sends_them(tmp_pat
     path = tmp_path / "dated.yaml"
     path.write_text(text)
     assert cli.main(["revision", "-q", "-f", str(path)]) == 0
-    assert len(capsys.readouterr().out.strip()) == 12
+    assert len(capsys.readouterr().out.strip()) == 64
 
 
 def test_kubectl_plugin_renders_status_and_history():

@@ -150,6 +150,15 @@ def test_approval_for_another_revision_is_refused_naming_both():
     assert "000000000000" in reason.describe() and REV in reason.describe()
 
 
+def test_an_approval_naming_the_short_prefix_is_refused_with_the_full_revision():
+    full = "7f3a9c2e1b04" + "5d" * 26
+    decision = evaluate(approval_annotations(full[:12], NOW - timedelta(hours=1)), revision=full)
+    reason = only_reason(decision)
+    assert (reason.annotation, reason.problem) == (gate.APPROVED_REVISION, "ShortRevision")
+    assert full in reason.describe() and "64-hex" in reason.describe()
+    assert not decision.is_open
+
+
 def test_several_problems_are_all_reported():
     annotations = valid() | {gate.APPROVED_AT: "nope", gate.APPROVED_REVISION: "other"}
     del annotations[gate.RISK_ACCEPTANCE]

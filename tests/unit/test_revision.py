@@ -7,7 +7,7 @@ import copy
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aigate.core.revision import REVISION_LENGTH, compute_revision
+from aigate.core.revision import REVISION_LENGTH, compute_revision, short
 from support.factories import spec_dict, spec_model
 
 
@@ -15,17 +15,19 @@ def revision_of(raw):
     return compute_revision(spec_model(raw))
 
 
-def test_revision_is_short_hex_and_stable():
+def test_revision_is_the_full_sha256_and_stable():
     first = revision_of(spec_dict())
-    assert len(first) == REVISION_LENGTH
+    assert len(first) == REVISION_LENGTH == 64
     int(first, 16)
     assert revision_of(spec_dict()) == first
+    assert short(first) == first[:12]
 
 
-def test_replicas_and_governance_do_not_change_the_revision():
+def test_replicas_do_not_change_the_revision_but_governance_does():
     base = revision_of(spec_dict())
     assert revision_of(spec_dict(replicas=40)) == base
-    assert revision_of(spec_dict(governance={"approvalTTL": "1h"})) == base
+    # raising approvalTTL must not revive an expired approval: it is a new revision
+    assert revision_of(spec_dict(governance={"approvalTTL": "2000h"})) != base
 
 
 def test_model_version_changes_the_revision():

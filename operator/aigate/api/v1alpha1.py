@@ -212,7 +212,8 @@ class MetricSpec(schema.BaseModel):
         min_length=1,
         max_length=4096,
         description="PromQL returning exactly one sample. Placeholders: {{name}}, "
-        "{{namespace}}, {{revision}}, {{version}}, {{track}} (values are escaped).",
+        "{{namespace}}, {{revision}} (its 12-character prefix, as the pods' aigate.dev/revision "
+        "label carries it), {{version}}, {{track}} (values are escaped).",
     )
     min: schema.Optional[float] = Field(None, description="Pass when value >= min.")
     max: schema.Optional[float] = Field(None, description="Pass when value <= max.")
@@ -517,7 +518,8 @@ class AIDeploymentStatus(schema.BaseModel):
     model_config = ConfigDict(extra="allow")
 
     observed_generation: int = 0
-    revision: str = ""
+    revision: str = Field("", description="The full revision (SHA-256) an approval must name.")
+    short_revision: str = Field("", description="Its first 12 characters, for display only.")
     phase: Phase = "Pending"
     # display: derived from the control state at the end of every decision
     stage: str = ""
@@ -562,7 +564,7 @@ class AIDeployment(
     printer_columns=[
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Version", "type": "string", "jsonPath": ".spec.model.version"},
-        {"name": "Revision", "type": "string", "jsonPath": ".status.revision"},
+        {"name": "Revision", "type": "string", "jsonPath": ".status.shortRevision"},
         {"name": "Stage", "type": "string", "jsonPath": ".status.stage"},
         {"name": "Weight", "type": "integer", "jsonPath": ".status.canaryWeight"},
         {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},

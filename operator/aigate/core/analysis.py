@@ -20,6 +20,7 @@ from aigate.api.v1alpha1 import (
     MetricCounters,
     MetricSpec,
 )
+from aigate.core.revision import short
 from aigate.core.verdict import QueryOutcome, judge, threshold_text
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z]+)\s*\}\}")
@@ -100,7 +101,7 @@ def plan_queries(
     values = {
         "name": name,
         "namespace": namespace,
-        "revision": revision,
+        "revision": short(revision),  # as the pods' aigate.dev/revision label carries it
         "version": version,
         "track": track,
     }

@@ -41,7 +41,9 @@ RFC3339_PATTERN = re.compile(
 )
 _MAX_SHOWN = 80
 
-Problem = Literal["Missing", "Empty", "Malformed", "InFuture", "Expired", "RevisionMismatch"]
+Problem = Literal[
+    "Missing", "Empty", "Malformed", "InFuture", "Expired", "RevisionMismatch", "ShortRevision"
+]
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ _PROBLEM_TEXT: dict[Problem, str] = {
     "InFuture": "in the future",
     "Expired": "expired",
     "RevisionMismatch": "approves another revision",
+    "ShortRevision": "names a short revision; approvals name the full 64-hex digest",
 }
 
 
@@ -130,12 +133,13 @@ def evaluate_gate(
 
     approved_at = _approved_at(values, revision, approval_ttl, now, reasons)
 
-    if APPROVED_REVISION in values and values[APPROVED_REVISION] != revision:
-        reasons.append(
-            GateReason(
-                APPROVED_REVISION, "RevisionMismatch", repr(revision), values[APPROVED_REVISION]
-            )
+    named = values.get(APPROVED_REVISION)
+    if named is not None and named != revision:
+        problem: Problem = (
+            "ShortRevision" if len(named) < len(revision) and revision.startswith(named)
+            else "RevisionMismatch"
         )
+        reasons.append(GateReason(APPROVED_REVISION, problem, repr(revision), named))
 
     if reasons or approved_at is None:
         return GateDecision(approval=None, reasons=tuple(reasons))
@@ -195,7 +199,7 @@ def _approved_at(
 _EXPECTED = {
     APPROVED_BY: lambda revision: "the approver's identity (e.g. jane@example.com)",
     APPROVED_AT: lambda revision: "an RFC 3339 time with timezone (e.g. 2026-11-20T10:00:00Z)",
-    APPROVED_REVISION: lambda revision: f"the revision in status.revision, {revision!r}",
+    APPROVED_REVISION: lambda revision: f"the full revision in status.revision, {revision!r}",
     RISK_ACCEPTANCE: lambda revision: "a reference to the accepted risk record (e.g. RISK-1234)",
     RISK_ACCEPTED_BY: lambda revision: "the risk acceptor's identity",
 }

@@ -1,7 +1,10 @@
-"""The revision: a short digest of everything an approval vouches for (DESIGN.md section 2).
+"""The revision: the full SHA-256 digest of everything an approval vouches for.
 
-Covers spec.model, spec.template, spec.service and spec.rollout (the plan and its
-thresholds), not spec.replicas (scaling needs no re-approval) nor spec.governance. Only
+Covers spec.model, spec.template, spec.service, spec.rollout (the plan and its thresholds)
+and spec.governance (approvalTTL decides whether an approval is valid: raising it must not
+revive an expired one), not spec.replicas (scaling needs no re-approval). Approvals name
+the full digest: a 48-bit prefix was shown to collide in a minute of birthday search on a
+laptop; short() is for display only. Only
 fields the user wrote count, so a future aigate that adds an optional field with a default
 does not void every approval in the cluster; writing a default out explicitly is a change
 of text and does need a new approval, which errs on the safe side.
@@ -15,8 +18,9 @@ from typing import Any
 
 from aigate.api.v1alpha1 import AIDeploymentSpec
 
-REVISION_LENGTH = 12
-VOUCHED_FIELDS = frozenset({"model", "template", "service", "rollout"})
+REVISION_LENGTH = 64
+SHORT_LENGTH = 12
+VOUCHED_FIELDS = frozenset({"model", "template", "service", "rollout", "governance"})
 
 
 def vouched_content(spec: AIDeploymentSpec) -> dict[str, Any]:
@@ -28,4 +32,9 @@ def compute_revision(spec: AIDeploymentSpec) -> str:
     canonical = json.dumps(
         vouched_content(spec), sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()[:REVISION_LENGTH]
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def short(revision: str) -> str:
+    """A prefix for columns and messages; never for approvals."""
+    return revision[:SHORT_LENGTH]

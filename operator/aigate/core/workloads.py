@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from aigate.api.v1alpha1 import GROUP, KIND, VERSION
+from aigate.core.revision import short
 
 Track = Literal["stable", "canary"]
 
@@ -65,7 +66,10 @@ def build_deployment(
         MANAGED_BY: OPERATOR_NAME,
         LABEL_OWNER: owner.name,
         LABEL_TRACK: track,
-        LABEL_REVISION: revision,
+        # A label value holds at most 63 characters: labels carry the revision's display
+        # prefix (for selectors and dashboards); the full digest, which is what the
+        # operator reads back, is in the annotation of the same name.
+        LABEL_REVISION: short(revision),
         LABEL_VERSION: version,
         LABEL_MODEL: model_name,
     }

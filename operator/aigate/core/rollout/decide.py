@@ -16,6 +16,7 @@ from aigate.api.v1alpha1 import AIDeploymentStatus
 from aigate.core import analysis as an
 from aigate.core import conditions as cond
 from aigate.core.gate import format_rfc3339, parse_rfc3339
+from aigate.core.revision import short
 from aigate.core.rollout import canary, promotion, rest, rollback, watch
 from aigate.core.rollout.draft import Draft
 from aigate.core.rollout.model import REQUEUE_AT_REST, Decision, Inputs
@@ -75,6 +76,7 @@ def _retry(d: Draft) -> None:
 def _show(d: Draft) -> None:
     """The display fields, derived from the control state and what was observed."""
     s, observed = d.status, d.inputs.observed
+    s.short_revision = short(s.revision)
     stable, canary_state = observed.stable, observed.canary
     s.stable_revision = stable.revision if stable else ""
     s.stable_version = stable.version if stable else ""
