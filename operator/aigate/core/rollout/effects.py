@@ -71,21 +71,29 @@ def keep_serving(d: Draft) -> bool:
     serving = d.status.serving
     if serving is None:
         return False
-    if d.sit.stable is None and d.status.recreating_stable != serving.revision:
-        d.status.recreating_stable = serving.revision
-        d.note(
-            "StableRecreated",
-            f"Deployment {d.inputs.name}-stable is gone: recreating version {serving.version} "
-            f"(revision {serving.revision}) from its recorded template",
-            "Warning",
-            subject=(serving.revision, serving.version),
-        )
-    elif d.sit.stable is not None:
-        d.status.recreating_stable = ""
+    note_recreated_stable(d, serving)
     put_stable(d, serving)
     put_service(d, serving)
     stable = d.sit.stable
     return stable is not None and stable.serves(serving.revision, d.replicas)
+
+
+def note_recreated_stable(d: Draft, snapshot: RevisionSnapshot) -> None:
+    """A vanished stable Deployment, on which `snapshot` (the version that served) is being
+    recreated from its recorded template, is recorded once (StableRecreated)."""
+    if d.sit.stable is not None:
+        d.status.recreating_stable = ""
+        return
+    if d.status.recreating_stable == snapshot.revision:
+        return
+    d.status.recreating_stable = snapshot.revision
+    d.note(
+        "StableRecreated",
+        f"Deployment {d.inputs.name}-stable is gone: recreating version {snapshot.version} "
+        f"(revision {snapshot.revision}) from its recorded template",
+        "Warning",
+        subject=(snapshot.revision, snapshot.version),
+    )
 
 
 def remove_canary(d: Draft) -> None:

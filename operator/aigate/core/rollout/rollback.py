@@ -16,6 +16,7 @@ def run(d: Draft) -> None:
     assert rollback is not None
     _answer_requests(d)
     target = rollback.target
+    effects.note_recreated_stable(d, target)
     effects.put_stable(d, target)
     effects.put_service(d, target)
     effects.remove_canary(d)
