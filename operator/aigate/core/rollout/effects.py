@@ -21,6 +21,7 @@ from aigate.core import analysis as an
 from aigate.core.gate import format_rfc3339, parse_rfc3339
 from aigate.core.rollout.draft import Draft
 from aigate.core.rollout.model import (
+    MAX_BACKOFF,
     REQUEUE_NOW,
     ApplyDeployment,
     ApplyService,
@@ -29,6 +30,12 @@ from aigate.core.rollout.model import (
 from aigate.core.rollout.snapshots import service_of, template_of
 
 MAX_ROLLED_BACK = 64
+
+
+def back_off(d: Draft, attempts: int) -> None:
+    """After `attempts` refused applies, look again in 5s·2^attempts (at most MAX_BACKOFF):
+    a refusal is retried, but not in a tight loop. Replaces any sooner requeue planned."""
+    d.requeue = max(REQUEUE_NOW, min(MAX_BACKOFF, 5.0 * 2 ** min(attempts, 6)))
 
 
 def canary_replicas(replicas: int, weight: int) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from aigate.api.v1alpha1 import RollbackSummary
 from aigate.core.rollout import effects
 from aigate.core.rollout.draft import Draft
-from aigate.core.rollout.model import MAX_BACKOFF, REQUEUE_WHILE_CHANGING
+from aigate.core.rollout.model import REQUEUE_WHILE_CHANGING
 
 
 def run(d: Draft) -> None:
@@ -30,7 +30,6 @@ def run(d: Draft) -> None:
             f"{rollback.message}; restoring version {target.version} (revision "
             f"{target.revision}): {ready}/{d.replicas} Ready"
         )
-        d.requeue_within(REQUEUE_WHILE_CHANGING)
         error = s.apply_error
         if error is not None and error.phase == "RollingBack":
             d.stalled(
@@ -38,8 +37,9 @@ def run(d: Draft) -> None:
                 f"{text}; the API server refused the {error.track} "
                 f"workload ({error.message}); retrying with backoff",
             )
-            d.requeue_within(min(MAX_BACKOFF, 5.0 * 2 ** min(error.attempts, 6)))
+            effects.back_off(d, error.attempts)
             return
+        d.requeue_within(REQUEUE_WHILE_CHANGING)
         d.progressing(rollback.reason, text)
         return
     s.serving = target
