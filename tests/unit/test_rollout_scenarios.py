@@ -1,0 +1,631 @@
+"""The issue's scenarios, one named test each, driven through the simulator (slow rollouts
+where the scenario is about time windows) and asserted on phases, what serves, the Service,
+history entries, conditions and status fields. docs/state-machine.md states the rules."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from aigate.api.v1alpha1 import AIDeploymentSpec
+from aigate.core import rollout
+from aigate.core.conditions import get_condition
+from aigate.core.gate import parse_rfc3339
+from aigate.core.revision import compute_revision
+from aigate.core.verdict import QueryOutcome
+from support.factories import approved_for
+from support.sim import T0, World, plan_spec, serving, upgrade
+
+HEALTHY = QueryOutcome(samples=(0.001,))
+BAD_SPEC = "spec.rollout.analysis.metrics[0].query: unknown placeholder(s) ['bogus']"
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+
+def healthy(track: str, metric: str, at: datetime) -> QueryOutcome:
+    return HEALTHY
+
+
+def failing_on(track: str, metric: str = "error-rate", value: float = 0.5):
+    def outcome(t: str, m: str, at: datetime) -> QueryOutcome:
+        return QueryOutcome(samples=(value if (t, m) == (track, metric) else 0.001,))
+
+    return outcome
+
+
+def raw(spec: AIDeploymentSpec) -> dict:
+    return spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def custom_spec(
+    version: str,
+    *,
+    stages: list[dict] | None = None,
+    progress_deadline: str | None = None,
+    **kwargs,
+) -> AIDeploymentSpec:
+    """plan_spec with other stages or progressDeadline."""
+    content = raw(plan_spec(version, **kwargs))
+    if stages is not None:
+        content["rollout"]["stages"] = stages
+    if progress_deadline is not None:
+        content["rollout"]["progressDeadline"] = progress_deadline
+    return AIDeploymentSpec.model_validate(content)
+
+
+def start(spec: AIDeploymentSpec, **world) -> World:
+    """A world serving `spec` (approved, deployed, Stable)."""
+    w = World(spec=spec, now=T0, annotations=approved_for(spec, T0), **world)
+    w.run_until(lambda x: x.status.phase == "Stable")
+    return w
+
+
+def apply_approved(world: World, spec: AIDeploymentSpec) -> str:
+    """A new spec and its approval in one apply (GitOps); other annotations stay."""
+    world.change_spec(spec)
+    world.annotations = world.annotations | approved_for(spec, world.now, timedelta(minutes=1))
+    return compute_revision(spec)
+
+
+def rescale(world: World, replicas: int) -> None:
+    assert world.spec is not None
+    world.change_spec(AIDeploymentSpec.model_validate({**raw(world.spec), "replicas": replicas}))
+
+
+def annotate(world: World, kind: str, value: str) -> None:
+    world.annotations = world.annotations | {f"aigate.dev/{kind}": value}
+
+
+def canary_running(world: World) -> bool:
+    r = world.status.rollout
+    return r is not None and bool(r.ready_since)
+
+
+def cond(world_or_status, type_: str):
+    status = getattr(world_or_status, "status", world_or_status)
+    found = get_condition(status.conditions, type_)
+    assert found is not None, f"no {type_} condition"
+    return found
+
+
+def at(text: str) -> datetime:
+    return parse_rfc3339(text)
+
+
+def entries(world: World, reason: str, revision: str | None = None) -> list:
+    return [
+        h
+        for h in world.history()
+        if h.reason == reason and (revision is None or h.revision == revision)
+    ]
+
+
+def moves(world: World, since: int = 0) -> list[tuple[str, str, str, str]]:
+    """(from, to, reason, revision) of every phase change recorded since decision `since`."""
+    return [
+        (h.from_phase, h.to_phase, h.reason, h.revision)
+        for d in world.decisions[since:]
+        for h in d.new_history
+        if h.from_phase != h.to_phase
+    ]
+
+
+def stable_applies(world: World, since: int = 0) -> list[rollout.ApplyDeployment]:
+    return [
+        a
+        for d in world.decisions[since:]
+        for a in d.actions
+        if isinstance(a, rollout.ApplyDeployment) and a.track == "stable"
+    ]
+
+
+class Recorder:
+    """Steps the world and keeps every action applied to it (world.applied is per step)."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.applied: list[rollout.Action] = []
+        self.phases: list[str] = []
+
+    def step(self, advance: timedelta = timedelta(seconds=5)) -> rollout.Decision:
+        decision = self.world.step(advance)
+        self.applied.extend(self.world.applied)
+        self.phases.append(self.world.status.phase)
+        return decision
+
+    def until(self, predicate, advance: timedelta = timedelta(seconds=5), limit: int = 400):
+        for _ in range(limit):
+            if predicate(self.world):
+                return
+            self.step(advance)
+        raise AssertionError(f"not reached; phase {self.world.status.phase}")
+
+    def stable_revisions(self) -> list[str]:
+        return [
+            a.revision
+            for a in self.applied
+            if isinstance(a, rollout.ApplyDeployment) and a.track == "stable"
+        ]
+
+
+# ---- a. a new approved revision during a promotion ------------------------------------------
+
+
+def test_a_revision_approved_during_a_promotion_passes_its_own_stages():
+    world = serving(monitor="5m")
+    v1 = world.stable.revision
+    v2 = upgrade(world, monitor="5m")
+    world.run_until(lambda w: w.status.phase == "Promoting")
+    world.speed = 1  # the stable Deployment rolls one pod per tick
+    world.step()
+    assert world.stable.revision == v2 and not world.stable.rolled_out  # stable still rolling
+    rec = Recorder(world)
+    since = len(world.decisions)
+    v3 = apply_approved(world, plan_spec("2.6.0", monitor="5m"))  # spec and approval at once
+
+    # The promotion of v2 completes with v2's own template; v3 waits, no canary meanwhile.
+    rec.until(lambda w: w.status.phase == "Verifying")
+    assert world.status.serving.revision == v2 and world.status.previous.revision == v1
+    assert world.status.watch.revision == v2 and world.stable.revision == v2
+    assert world.canary is None and world.status.rollout is None
+    assert set(rec.stable_revisions()) <= {v2}
+    assert world.stable.template == raw(plan_spec("2.5.0", monitor="5m"))["template"]
+    assert moves(world, since) == [("Promoting", "Verifying", "Promoted", v2)]
+
+    # The watch is the served version's (v2's); its breach returns v1, which truly served last.
+    world.outcome = failing_on("stable")
+    rec.until(lambda w: w.status.phase == "RollingBack")
+    rollback = world.status.rollback
+    assert (rollback.revision, rollback.target.revision) == (v2, v1)
+    assert rollback.reason == "PostPromotionBreach"
+    world.outcome = healthy
+    rec.until(lambda w: w.status.phase == "Verifying" and w.status.serving.revision == v3)
+
+    # v3 went through every one of its own stages beside v1 before it reached stable.
+    changes = moves(world, since)
+    assert changes[1:4] == [
+        ("Verifying", "RollingBack", "PostPromotionBreach", v2),
+        ("RollingBack", "RolledBack", "RollbackCompleted", v2),
+        ("RolledBack", "Progressing", "RolloutStarted", v3),
+    ]
+    started = entries(world, "RolloutStarted", v3)
+    assert len(started) == 1 and "beside version 2.4.0" in started[0].message
+    assert [h.stage for h in entries(world, "StagePassed", v3)] == [
+        "canary-10",
+        "canary-50",
+        "full",
+    ]
+    assert changes[-2:] == [
+        ("Progressing", "Promoting", "AllStagesPassed", v3),
+        ("Promoting", "Verifying", "Promoted", v3),
+    ]
+    passed_at = next(
+        i
+        for i, d in enumerate(world.decisions)
+        if any(h.reason == "AllStagesPassed" and h.revision == v3 for h in d.new_history)
+    )
+    first_v3_on_stable = next(
+        i
+        for i, d in enumerate(world.decisions)
+        if any(
+            isinstance(a, rollout.ApplyDeployment) and a.track == "stable" and a.revision == v3
+            for a in d.actions
+        )
+    )
+    assert first_v3_on_stable >= passed_at
+    # v3's own watch follows, with v1 (what truly served before it) as its rollback target.
+    assert world.status.watch.revision == v3 and world.status.previous.revision == v1
+    assert world.status.rolled_back_revisions == [v2]
+
+
+# ---- b. the progress deadline during a long stage -----------------------------------------
+
+LONG_STAGE = [
+    {"name": "canary-50", "weight": 50, "duration": "10m"},
+    {"name": "full", "weight": 100},
+]
+
+
+def in_long_stage(minutes: int) -> World:
+    """v2's canary-50 stage (10m) has run `minutes` with its canary rolled out; progressDeadline
+    is 2m and pods become Ready one per tick."""
+    world = start(custom_spec("2.4.0", stages=LONG_STAGE, progress_deadline="2m"))
+    apply_approved(world, custom_spec("2.5.0", stages=LONG_STAGE, progress_deadline="2m"))
+    world.speed = 1
+    world.run_until(canary_running)
+    ready_at = world.now
+    world.run_until(
+        lambda w: w.now >= ready_at + timedelta(minutes=minutes), advance=timedelta(seconds=20)
+    )
+    assert world.status.phase == "Progressing" and world.status.stage == "canary-50"
+    return world
+
+
+def test_b_scaling_or_a_late_pod_restart_does_not_exceed_the_progress_deadline():
+    world = in_long_stage(6)  # 6m into the stage: three times progressDeadline
+    v2 = world.status.rollout.candidate.revision
+    rescale(world, 8)  # the canary is asked for 4 pods instead of 2
+    scaled_at = world.now
+    world.step(timedelta(seconds=20))
+    assert world.status.rollout.canary_replicas == 4
+    assert at(world.status.rollout.waiting_since) == scaled_at  # the deadline starts again here
+    assert cond(world, "Reconciling").reason == "CanaryStarting"
+    world.run_until(canary_running, advance=timedelta(seconds=20))
+    assert world.canary.replicas == 4 and world.stable.replicas == 8
+
+    world.run_until(
+        lambda w: w.now >= scaled_at + timedelta(minutes=2), advance=timedelta(seconds=20)
+    )
+    world.flap("canary", 1)  # one canary pod restarts late in the stage (8m+ in)
+    lost_at = world.now
+    world.step(timedelta(seconds=20))
+    rollout_state = world.status.rollout
+    assert not rollout_state.ready_since and at(rollout_state.waiting_since) == lost_at
+    world.run_until(
+        lambda w: w.status.phase != "Progressing" or w.status.stage != "canary-50",
+        advance=timedelta(seconds=20),
+    )
+    assert world.status.stage == "full"
+    world.run_until(lambda w: w.status.phase == "Stable", advance=timedelta(seconds=20))
+    assert world.stable.revision == v2 and world.stable.replicas == 8
+    assert not entries(world, "ProgressDeadlineExceeded")
+
+    # The deadline still holds, counted from the moment of the change: a canary asked for a
+    # new size late in a stage that never gets there is rolled back 2m after being asked.
+    world = in_long_stage(6)
+    world.canary_becomes_ready = False
+    rescale(world, 8)
+    asked_at = world.now
+    world.run_until(lambda w: w.status.phase != "Progressing", advance=timedelta(seconds=20))
+    (exceeded,) = entries(world, "ProgressDeadlineExceeded")
+    assert exceeded.to_phase == "RollingBack"
+    assert (
+        asked_at + timedelta(minutes=2)
+        < at(exceeded.time)
+        <= asked_at + timedelta(minutes=2, seconds=20)
+    )
+    assert "canary 2/4 Ready after 2m20s in stage canary-50" in exceeded.message
+    assert "over progressDeadline 2m" in exceeded.message
+
+
+# ---- c. counters and clocks survive a readiness blip --------------------------------------
+
+
+class Switch:
+    """Prometheus as the test sets it: `canary_error` is what error-rate returns on canary."""
+
+    def __init__(self) -> None:
+        self.canary_error: QueryOutcome = HEALTHY
+
+    def __call__(self, track: str, metric: str, at: datetime) -> QueryOutcome:
+        return self.canary_error if (track, metric) == ("canary", "error-rate") else HEALTHY
+
+
+def counters(world: World, metric: str = "error-rate"):
+    return world.status.rollout.analysis.metrics[metric]
+
+
+def blip(world: World) -> timedelta:
+    """One canary pod NotReady for a tick; returns how long the canary was not rolled out."""
+    world.flap("canary", 1)
+    lost = world.now
+    world.step(timedelta(seconds=10))
+    assert not world.status.rollout.ready_since
+    world.run_until(canary_running, advance=timedelta(seconds=10))
+    return at(world.status.rollout.ready_since) - lost
+
+
+def test_c_counters_and_clocks_survive_a_readiness_blip():
+    world = in_long_stage(1)
+    prometheus = world.outcome = Switch()
+    ready_since = at(world.status.rollout.ready_since)
+    fail = QueryOutcome(samples=(0.5,))
+
+    blips = timedelta(0)
+    for failures in (1, 2):  # failed measurements apart, each followed by passes and a blip
+        prometheus.canary_error = fail
+        world.run_until(
+            lambda w, n=failures: counters(w).failures == n, advance=timedelta(seconds=10)
+        )
+        prometheus.canary_error = HEALTHY
+        world.run_until(
+            lambda w: counters(w).consecutive_failures == 0, advance=timedelta(seconds=10)
+        )
+        before = counters(world).model_copy()
+        ran = world.now - at(world.status.rollout.ready_since)
+        elapsed = world.status.rollout.elapsed_seconds
+        blips += blip(world)
+        kept = counters(world)
+        assert (kept.failures, kept.passes, kept.measurements) == (
+            before.failures,
+            before.passes,
+            before.measurements,
+        )
+        assert world.status.rollout.elapsed_seconds == elapsed + ran.total_seconds()
+    assert world.status.phase == "Progressing" and world.status.stage == "canary-50"
+    # The stage clock counts all the time the canary was rolled out, blips excluded, and
+    # restarted from none of them.
+    rollout_state = world.status.rollout
+    running = world.now - at(rollout_state.ready_since)
+    assert timedelta(seconds=rollout_state.elapsed_seconds) + running == (
+        world.now - ready_since - blips
+    )
+    assert blips > timedelta(0)
+
+    prometheus.canary_error = fail  # the third failed measurement of the stage
+    world.run_until(lambda w: w.status.phase == "RollingBack", advance=timedelta(seconds=10))
+    (breach,) = entries(world, "AnalysisFailed")
+    assert "metric error-rate failed 3 time(s), over failureLimit 2" in breach.message
+    assert "last value 0.5, threshold <= 0.01" in breach.message
+    trigger = world.status.rollback.trigger
+    assert (trigger.kind, trigger.metric, trigger.value, trigger.threshold) == (
+        "Metric",
+        "error-rate",
+        "0.5",
+        "<= 0.01",
+    )
+    verdicts = [
+        m.verdict
+        for d in world.decisions
+        for m in d.new_measurements
+        if m.metric == "error-rate" and m.track == "canary" and at(m.time) >= ready_since
+    ]
+    assert verdicts.count("Fail") == 3 and verdicts[-1] == "Fail"
+
+    # The pause clock: pauseTimeout counts from the first inconclusive measurement, blips
+    # included, and the counters that paused the stage are kept.
+    world = start(
+        custom_spec("2.4.0", stages=LONG_STAGE, pauseTimeout="3m", onPauseTimeout="Rollback")
+    )
+    apply_approved(
+        world,
+        custom_spec("2.5.0", stages=LONG_STAGE, pauseTimeout="3m", onPauseTimeout="Rollback"),
+    )
+    world.speed = 1
+    world.run_until(canary_running, advance=timedelta(seconds=10))
+    prometheus = world.outcome = Switch()
+    prometheus.canary_error = QueryOutcome.failed("Prometheus unreachable: ConnectionError")
+    world.run_until(lambda w: w.status.phase == "Paused", advance=timedelta(seconds=10))
+    since = world.status.rollout.analysis.inconclusive_since
+    streak = counters(world).consecutive_inconclusive
+    assert since and streak == 4
+    blip(world)
+    assert world.status.phase == "Paused"
+    assert world.status.rollout.analysis.inconclusive_since == since
+    assert counters(world).consecutive_inconclusive >= streak
+    world.run_until(lambda w: w.status.phase != "Paused", advance=timedelta(seconds=10))
+    (timeout,) = entries(world, "PauseTimeout")
+    assert timeout.to_phase == "RollingBack"
+    assert (
+        at(since) + timedelta(minutes=3)
+        < at(timeout.time)
+        <= at(since) + timedelta(minutes=3, seconds=40)
+    )
+
+
+# ---- d. the stable Deployment disappears --------------------------------------------------
+
+
+def test_d_a_vanished_stable_is_recreated_from_its_record_and_never_replaced_by_the_canary():
+    world = serving()
+    v1 = world.stable.revision
+    v1_template = world.stable.template
+    v2 = upgrade(world)
+    world.speed = 1
+    world.run_until(lambda w: w.status.stage == "canary-50" and canary_running(w))
+    rec = Recorder(world)
+    since = len(world.decisions)
+    world.delete_child("stable")
+    rec.step()
+    (recreated,) = entries(world, "StableRecreated")
+    assert (recreated.revision, recreated.version) == (v1, "2.4.0")
+    assert recreated.from_phase == recreated.to_phase == "Progressing"
+    assert (
+        "fraud-scorer-stable is gone: recreating version 2.4.0 (revision " + v1 in recreated.message
+    )
+    assert world.stable.revision == v1 and world.stable.template == v1_template
+    assert world.stable.replicas == 4
+    # The stage (1m) cannot pass while the serving version is not at full strength.
+    while not world.stable.rolled_out:
+        assert world.status.phase == "Progressing" and world.status.stage == "canary-50"
+        assert cond(world, "Reconciling").reason == "StableRecovering"
+        rec.step(timedelta(seconds=30))
+    assert set(rec.stable_revisions()) == {v1}
+    recovered_at = world.now
+    assert recovered_at - at(recreated.time) > timedelta(minutes=1)  # longer than the stage
+    rec.until(lambda w: w.status.phase == "Stable")
+    assert len(entries(world, "StableRecreated")) == 1
+    (passed,) = [h for h in entries(world, "StagePassed", v2) if h.stage == "canary-50"]
+    assert at(passed.time) >= recovered_at
+    assert moves(world, since)[0] == ("Progressing", "Promoting", "AllStagesPassed", v2)
+    assert world.stable.revision == v2
+
+    # Mid-rollback: what served before is recreated from its recorded template, once.
+    world = serving()
+    v1, v1_template = world.stable.revision, world.stable.template
+    v2 = upgrade(world)
+    world.run_until(canary_running)
+    world.speed = 0  # the rollback's stable apply takes time
+    world.outcome = failing_on("canary")
+    world.run_until(lambda w: w.status.phase == "RollingBack")
+    world.delete_child("stable")
+    for _ in range(3):
+        world.step()
+        assert world.status.phase == "RollingBack"
+        assert world.stable.revision == v1 and world.stable.template == v1_template
+    world.speed = 1
+    world.run_until(lambda w: w.status.phase == "RolledBack")
+    (recreated,) = entries(world, "StableRecreated")
+    assert (recreated.revision, recreated.from_phase) == (v1, "RollingBack")
+    assert world.stable.revision == v1 and world.stable.rolled_out and world.canary is None
+    assert world.status.serving.revision == v1 and world.status.rolled_back_revisions == [v2]
+
+
+# ---- e. promote requests are bound to their rollout and stage -------------------------------
+
+
+def request_entries(world: World, kind: str) -> list[str]:
+    return [
+        h.message
+        for h in entries(world, "RequestHandled")
+        if h.message.startswith(f"aigate.dev/{kind}=")
+    ]
+
+
+def test_e_a_promote_counts_only_for_its_rollout_and_stage_and_expires_with_it():
+    world = serving(manual=True)
+    v2 = upgrade(world, manual=True)
+    world.run_until(canary_running)
+    annotate(world, "promote", "canary-50")  # for the rollout in flight (v2), stage canary-50
+    world.step()
+    assert world.status.requests.promote is None  # waits for v2's canary-50
+    v3 = apply_approved(world, plan_spec("2.6.0", manual=True))
+    world.step()
+    assert world.status.last_transition.reason == "CanarySuperseded"
+    promote = world.status.requests.promote
+    assert promote.value == "canary-50"
+    assert promote.outcome == (
+        f"expired: the rollout of revision {v2} ended (superseded) before the request was used"
+    )
+    assert request_entries(world, "promote") == [
+        f"aigate.dev/promote='canary-50': {promote.outcome}"
+    ]
+
+    # v3's manual stage waits for a request of its own, the old value still annotated.
+    world.run_until(lambda w: w.status.phase == "Paused")
+    assert (world.status.stage, cond(world, "Reconciling").reason) == (
+        "canary-50",
+        "AwaitingPromotion",
+    )
+    for _ in range(10):
+        world.step(timedelta(minutes=1))
+        assert world.status.phase == "Paused" and world.status.stage == "canary-50"
+    annotate(world, "promote", f"canary-50@{v2}")  # names another revision
+    world.step()
+    assert world.status.requests.promote.outcome == f"ignored: it names another revision than {v3}"
+    annotate(world, "promote", f"canary-10@{v3}")  # names a stage already passed
+    world.step()
+    assert world.status.requests.promote.outcome == "ignored: stage canary-10 has already passed"
+    assert world.status.phase == "Paused" and world.status.stage == "canary-50"
+    annotate(world, "promote", f"canary-50@{v3} looks good")
+    world.run_until(lambda w: w.status.phase == "Stable")
+    assert world.stable.revision == v3
+    assert (
+        world.status.requests.promote.outcome == f"promoting past stage canary-50 of revision {v3}"
+    )
+
+    # A promote made for v4's canary-50 expires when v4 is aborted; retried, v4's rollout
+    # waits at canary-50 for a new request although the very same value is still annotated.
+    v4 = apply_approved(world, plan_spec("2.7.0", manual=True))
+    world.run_until(canary_running)
+    annotate(world, "promote", f"canary-50@{v4}")
+    annotate(world, "abort", "INC-7")
+    world.step()
+    assert world.status.phase == "RollingBack"
+    assert world.status.requests.promote.outcome.startswith(
+        f"expired: the rollout of revision {v4} ended (AbortRequested)"
+    )
+    world.run_until(lambda w: w.status.phase == "RolledBack")
+    annotate(world, "retry", "INC-7 fixed")
+    world.run_until(lambda w: w.status.phase == "Paused", limit=100)
+    assert world.status.stage == "canary-50" and world.status.rollout.candidate.revision == v4
+    for _ in range(10):
+        world.step(timedelta(minutes=1))
+        assert world.status.phase == "Paused" and world.stable.revision == v3
+    assert world.annotations["aigate.dev/promote"] == f"canary-50@{v4}"
+    assert len(request_entries(world, "promote")) == 5
+
+
+# ---- f. a rollback always completes ---------------------------------------------------------
+
+
+def test_f_a_refused_rollback_is_retried_with_backoff_and_always_completes():
+    world = serving(monitor="10m")
+    v1 = world.stable.revision
+    v2 = upgrade(world, monitor="10m")
+    world.run_until(lambda w: w.status.phase == "Verifying")
+    annotate(world, "abort", "INC-9")  # the watch's rollback needs v1 applied to stable
+    refused = "HTTP 422: admission webhook denied the request"
+    requeues = []
+    for attempt in range(1, 9):
+        world.faults.reject_next_apply, world.faults.reject_track = refused, "stable"
+        if attempt == 4:  # requests that arrive meanwhile
+            annotate(world, "promote", "full")
+            annotate(world, "abort", "INC-10")
+            annotate(world, "retry", "INC-9 fixed")
+        decision = world.step(timedelta(seconds=30))
+        requeues.append(decision.requeue_after)
+        assert world.status.phase == "RollingBack"
+        assert world.status.apply_error.attempts == attempt
+        assert world.stable.revision == v2  # nothing got through yet
+        if attempt > 1:
+            stalled = cond(world, "Stalled")
+            assert (stalled.status, stalled.reason) == ("True", "RollbackBlocked")
+            assert stalled.message == (
+                f"abort requested ('INC-9') during the watch; restoring version 2.4.0 (revision "
+                f"{v1}): 0/4 Ready; the API server refused the stable workload ({refused}); "
+                f"retrying with backoff"
+            )
+            assert cond(world, "Ready").status == "False"
+    assert requeues == [2.0, 10.0, 20.0, 40.0, 80.0, 160.0, 300.0, 300.0]
+    assert world.status.rollback.revision == v2 and world.status.rollback.target.revision == v1
+    assert world.status.requests.promote.outcome == "ignored: a rollback is in progress"
+    assert world.status.requests.abort.value == "INC-10"
+    assert world.status.requests.abort.outcome == "ignored: a rollback is already in progress"
+    assert world.status.requests.retry is None  # a retry waits for the rollback's end
+    assert "Failed" not in [h.to_phase for h in world.history()]
+
+    since = len(world.decisions)
+    world.run_until(lambda w: w.status.last_rollback is not None)
+    assert (
+        world.status.last_rollback.revision == v2 and world.status.last_rollback.to_revision == v1
+    )
+    assert world.status.last_rollback.trigger.request == "INC-9"
+    assert world.stable.revision == v1 and world.stable.rolled_out
+    assert world.service == (v1, 8080, 8080)
+    assert world.canary.revision == v2 and world.canary.replicas == 1  # the retry's canary
+    assert moves(world, since)[:2] == [
+        ("RollingBack", "RolledBack", "RollbackCompleted", v2),
+        ("RolledBack", "Progressing", "RolloutStarted", v2),
+    ]
+    assert world.status.requests.retry.outcome == f"retrying revision {v2}"
+    assert world.status.serving.revision == v1 and world.status.rollout.candidate.revision == v2
+    assert world.status.apply_error is None
+
+
+# ---- g. Service settings belong to the serving revision --------------------------------------
+
+
+def test_g_a_canary_never_changes_the_service_and_a_rollback_restores_it():
+    world = serving(monitor="5m")  # port 8080
+    v1 = world.stable.revision
+    assert world.service == (v1, 8080, 8080)
+    v2 = upgrade(world, monitor="5m", port=9090)
+    world.speed = 1  # slow pods: each phase lasts several reconciles
+    seen: list[tuple[str, tuple]] = []
+    while world.status.phase != "Verifying":
+        world.step(timedelta(seconds=10))
+        seen.append((world.status.phase, world.service))
+        assert len(seen) < 200
+    in_canary = {service for phase, service in seen if phase in ("Progressing", "Paused")}
+    assert in_canary == {(v1, 8080, 8080)}
+    assert world.service == (v2, 9090, 9090)  # the candidate owns the traffic once promoted
+    promoting = [service for phase, service in seen if phase == "Promoting"]
+    assert len(promoting) > 1 and set(promoting) == {(v2, 9090, 9090)}
+
+    world.outcome = failing_on("stable")  # the watch breaches: v1 returns with its Service
+    world.run_until(lambda w: w.status.phase == "RolledBack")
+    assert world.service == (v1, 8080, 8080)
+    assert world.stable.revision == v1 and world.stable.rolled_out
+
+    # A canary that breaches leaves the Service as it was all along.
+    world.outcome = healthy
+    v3 = upgrade(world, "2.6.0", port=7070)
+    services = set()
+    world.run_until(canary_running)
+    world.outcome = failing_on("canary")
+    while world.status.phase != "RolledBack":
+        world.step(timedelta(seconds=10))
+        services.add(world.service)
+    assert services == {(v1, 8080, 8080)}
+    assert world.status.last_rollback.revision == v3 and world.status.serving.revision == v1
