@@ -103,7 +103,7 @@ def _waiting(d: Draft, waiting_since: str) -> None:
     candidate = rollout.candidate
     plan = plan_of(candidate)
     stable = d.sit.stable
-    ready = stable.ready_replicas if stable and stable.revision == candidate.revision else 0
+    ready = stable.updated_ready if stable and stable.revision == candidate.revision else 0
     since = effects.parse_time(waiting_since) or d.now
     waited = d.now - since
     what = "deploying" if d.status.phase == "Deploying" else "promoting"

@@ -25,7 +25,7 @@ def run(d: Draft) -> None:
         d.sit.canary is None and stable is not None and stable.serves(target.revision, d.replicas)
     )
     if not done:
-        ready = stable.ready_replicas if stable and stable.revision == target.revision else 0
+        ready = stable.updated_ready if stable and stable.revision == target.revision else 0
         text = (
             f"{rollback.message}; restoring version {target.version} (revision "
             f"{target.revision}): {ready}/{d.replicas} Ready"
