@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from aigate.api.durations import format_duration
 from aigate.api.v1alpha1 import AIDeploymentSpec
 from aigate.core import rollout
 from aigate.core.conditions import get_condition
@@ -629,3 +630,213 @@ def test_g_a_canary_never_changes_the_service_and_a_rollback_restores_it():
         services.add(world.service)
     assert services == {(v1, 8080, 8080)}
     assert world.status.last_rollback.revision == v3 and world.status.serving.revision == v1
+
+
+# ---- h. a spec the operator cannot use -------------------------------------------------------
+
+
+def test_h_an_unusable_spec_cancels_a_canary_but_lets_a_rollback_or_promotion_complete():
+    world = serving()
+    v1, v1_template = world.stable.revision, world.stable.template
+    v2 = upgrade(world)
+    world.speed = 1
+    world.run_until(lambda w: w.status.stage == "canary-50" and canary_running(w))
+    since = len(world.decisions)
+    world.change_spec(None, BAD_SPEC)
+    world.step()
+    (cancelled,) = entries(world, "CanaryCancelled")
+    assert cancelled.revision == v2 and cancelled.message == (
+        f"canary of version 2.5.0 (revision {v2}) cancelled: spec is invalid: {BAD_SPEC}"
+    )
+    assert moves(world, since) == [("Progressing", "Failed", "InvalidSpec", "")]
+    assert world.status.phase == "Failed" and world.status.rollout is None
+    for _ in range(5):
+        world.step(timedelta(seconds=30))
+    assert world.status.phase == "Failed" and world.canary is None
+    assert world.stable.revision == v1 and world.stable.template == v1_template
+    assert world.stable.replicas == 4 and world.stable.rolled_out
+    assert not stable_applies(world, since) and world.service == (v1, 8080, 8080)
+    stalled = cond(world, "Stalled")
+    assert (stalled.status, stalled.reason) == ("True", "InvalidSpec")
+    assert stalled.message == (
+        f"spec is invalid: {BAD_SPEC}; version 2.4.0 (revision {v1}) keeps serving"
+    )
+    authorized = cond(world, "Authorized")
+    assert (authorized.status, authorized.message) == ("False", f"spec is invalid: {BAD_SPEC}")
+    assert world.status.serving.revision == v1 and world.status.rolled_back_revisions == []
+
+    # A rollback in progress completes, then the resource shows Failed.
+    world = serving()
+    v1 = world.stable.revision
+    v2 = upgrade(world)
+    world.run_until(canary_running)
+    world.speed = 1
+    world.outcome = failing_on("canary")
+    world.run_until(lambda w: w.status.phase == "RollingBack")
+    since = len(world.decisions)
+    world.change_spec(None, BAD_SPEC)
+    world.run_until(lambda w: w.status.phase != "RollingBack")
+    assert moves(world, since) == [
+        ("RollingBack", "RolledBack", "RollbackCompleted", v2),
+        ("RolledBack", "Failed", "InvalidSpec", ""),
+    ]
+    assert world.stable.revision == v1 and world.stable.rolled_out and world.canary is None
+    assert world.status.rolled_back_revisions == [v2]
+    assert cond(world, "Stalled").reason == "InvalidSpec"
+
+    # Decided differently from the issue (docs/decisions/0007): a promotion in progress
+    # completes (the candidate passed its plan with approved content), then Failed shows.
+    world = serving()
+    v2 = upgrade(world)
+    world.run_until(lambda w: w.status.phase == "Promoting")
+    world.speed = 1
+    since = len(world.decisions)
+    world.change_spec(None, BAD_SPEC)
+    world.run_until(lambda w: w.status.phase != "Promoting")
+    assert moves(world, since) == [
+        ("Promoting", "Stable", "Promoted", v2),
+        ("Stable", "Failed", "InvalidSpec", ""),
+    ]
+    assert world.stable.revision == v2 and world.stable.rolled_out
+    assert world.status.serving.revision == v2
+    assert cond(world, "Stalled").message == (
+        f"spec is invalid: {BAD_SPEC}; version 2.5.0 (revision {v2}) keeps serving"
+    )
+
+
+# ---- i. the post-promotion watch: blind, timed out, never skipped ----------------------------
+
+DOWN = QueryOutcome.failed("Prometheus unreachable: ConnectionError")
+
+
+def stable_down(track: str, metric: str, at: datetime) -> QueryOutcome:
+    return DOWN if track == "stable" else HEALTHY
+
+
+def watch_inconclusive(world: World) -> int:
+    metric = world.status.watch.analysis.metrics.get("error-rate")
+    return metric.consecutive_inconclusive if metric is not None else 0
+
+
+def test_i_the_watch_says_when_it_cannot_see_honours_pause_timeout_and_is_never_skipped():
+    world = serving(monitor="5m")
+    v2 = upgrade(world, monitor="5m")
+    world.run_until(lambda w: w.status.phase == "Verifying")
+    until = at(world.status.watch.until)
+    world.outcome = stable_down
+    events_from = len(world.events())
+    for inconclusive in range(1, 5):  # inconclusiveLimit 3: the 4th in a row is too many
+        world.run_until(
+            lambda w, n=inconclusive: watch_inconclusive(w) == n, advance=timedelta(seconds=10)
+        )
+        reconciling = cond(world, "Reconciling")
+        assert reconciling.reason == ("WatchInconclusive" if inconclusive == 4 else "Verifying")
+    assert reconciling.message == (
+        "post-promotion watch cannot conclude: metric error-rate: 4 inconclusive measurements "
+        "in a row (inconclusiveLimit 3); last: query failed: Prometheus unreachable: "
+        "ConnectionError; watch held until data returns or a person acts (aigate.dev/abort)"
+    )
+    world.run_until(lambda w: w.now > until + timedelta(minutes=5), advance=timedelta(seconds=30))
+    assert world.status.phase == "Verifying" and world.status.watch.revision == v2  # held
+    warnings = [e for e in world.events()[events_from:] if e.reason == "WatchInconclusive"]
+    assert len(warnings) == 1 and warnings[0].type == "Warning"
+    world.outcome = healthy  # data returns: the watch completes on what it saw
+    world.run_until(lambda w: w.status.phase == "Stable", advance=timedelta(seconds=30))
+    (completed,) = entries(world, "WatchCompleted", v2)
+    assert {e.verdict for e in completed.evidence} == {"Pass"}
+
+    # pauseTimeout with onPauseTimeout Rollback: a blind watch returns the previous version.
+    world = serving(monitor="10m", pauseTimeout="2m", onPauseTimeout="Rollback")
+    v1 = world.stable.revision
+    v2 = upgrade(world, monitor="10m", pauseTimeout="2m", onPauseTimeout="Rollback")
+    world.run_until(lambda w: w.status.phase == "Verifying")
+    world.outcome = stable_down
+    world.run_until(
+        lambda w: w.status.watch.analysis.inconclusive_since, advance=timedelta(seconds=10)
+    )
+    blind_since = at(world.status.watch.analysis.inconclusive_since)
+    world.run_until(lambda w: w.status.phase != "Verifying", advance=timedelta(seconds=10))
+    (timeout,) = entries(world, "PauseTimeout", v2)
+    assert timeout.to_phase == "RollingBack"
+    assert (
+        blind_since + timedelta(minutes=2)
+        < at(timeout.time)
+        <= blind_since + timedelta(minutes=2, seconds=30)
+    )
+    assert world.status.rollback.target.revision == v1
+    world.run_until(lambda w: w.status.phase == "RolledBack")
+    assert world.stable.revision == v1 and world.status.last_rollback.reason == "PauseTimeout"
+
+    # An edit reverted during the promotion does not skip the watch.
+    world = serving(monitor="5m")
+    v2_spec = plan_spec("2.5.0", monitor="5m")
+    v2 = upgrade(world, monitor="5m")
+    world.run_until(lambda w: w.status.phase == "Promoting")
+    world.speed = 1
+    world.step()
+    apply_approved(world, plan_spec("2.6.0", monitor="5m"))
+    world.step()
+    assert world.status.phase == "Promoting" and not world.stable.rolled_out
+    world.change_spec(v2_spec)  # reverted before the promotion ended
+    world.run_until(lambda w: w.status.phase != "Promoting")
+    assert world.status.phase == "Verifying" and world.status.watch.revision == v2
+    promoted_at = world.now
+    world.run_until(lambda w: w.status.phase != "Verifying", advance=timedelta(seconds=30))
+    (completed,) = entries(world, "WatchCompleted", v2)
+    assert at(completed.time) >= promoted_at + timedelta(minutes=5) - timedelta(seconds=5)
+    assert world.status.phase == "Stable" and world.stable.revision == v2
+
+
+# ---- j. progressDeadline bounds a first version and a promotion ------------------------------
+
+
+def test_j_a_stuck_first_version_or_promotion_is_stalled_by_progress_deadline_and_keeps_trying():
+    spec = custom_spec("2.4.0", progress_deadline="2m")
+    v1 = compute_revision(spec)
+    world = World(spec=spec, now=T0, annotations=approved_for(spec, T0), speed=0)
+    world.step()
+    assert world.status.phase == "Deploying"
+    world.run_until(lambda w: w.now > T0 + timedelta(minutes=2), advance=timedelta(seconds=15))
+    assert cond(world, "Reconciling").reason == "Deploying"  # not yet: the deadline is 2m
+    assert cond(world, "Stalled").status == "False"
+    decision = world.step(timedelta(seconds=15))
+    stalled = cond(world, "Stalled")
+    assert (stalled.status, stalled.reason) == ("True", "ProgressDeadlineExceeded")
+    assert stalled.message == (
+        f"deploying version 2.4.0 (revision {v1}): stable 0/4 Ready after 2m5s, over "
+        f"progressDeadline 2m; still waiting for the Deployment"
+    )
+    assert world.status.phase == "Deploying"
+    assert decision.requeue_after == rollout.REQUEUE_WHILE_CHANGING  # still trying
+    world.delete_child("stable")  # and still putting it there
+    world.step()
+    assert world.stable.revision == v1 and world.status.phase == "Deploying"
+    world.speed = 1
+    world.run_until(lambda w: w.status.phase == "Stable")
+    assert world.stable.revision == v1 and world.stable.rolled_out
+    assert world.status.last_transition.reason == "Promoted"
+
+    # A promotion stuck rolling the stable Deployment: the same.
+    v2 = apply_approved(world, custom_spec("2.5.0", progress_deadline="2m"))
+    world.speed = 1000
+    world.run_until(lambda w: w.status.phase == "Promoting")
+    world.speed = 0
+    passed_at = at(world.status.last_transition.time)
+    world.run_until(
+        lambda w: cond(w, "Stalled").status == "True", advance=timedelta(seconds=15), limit=20
+    )
+    assert world.status.phase == "Promoting"
+    stalled = cond(world, "Stalled")
+    waited = at(stalled.last_transition_time) - passed_at
+    assert timedelta(minutes=2) < waited <= timedelta(minutes=2, seconds=15)
+    assert stalled.reason == "ProgressDeadlineExceeded"
+    assert stalled.message == (
+        f"promoting version 2.5.0 (revision {v2}): stable 0/4 Ready after "
+        f"{format_duration(waited)}, over progressDeadline 2m; still waiting for the Deployment"
+    )
+    assert world.stable.ready_replicas == 4  # the old pods keep serving meanwhile
+    assert world.stable.revision == v2 and world.status.serving.revision == v1
+    world.speed = 1
+    world.run_until(lambda w: w.status.phase == "Stable")
+    assert world.status.serving.revision == v2 and world.stable.rolled_out
+    assert cond(world, "Stalled").status == "False"
