@@ -4,15 +4,17 @@ history entries, conditions and status fields. docs/state-machine.md states the 
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 from aigate.api.durations import format_duration
-from aigate.api.v1alpha1 import AIDeploymentSpec
+from aigate.api.v1alpha1 import AIDeploymentSpec, MetricSpec
 from aigate.core import rollout
 from aigate.core.conditions import get_condition
 from aigate.core.gate import parse_rfc3339
+from aigate.core.requests import value_digest
 from aigate.core.revision import compute_revision
-from aigate.core.verdict import QueryOutcome
+from aigate.core.verdict import QueryOutcome, judge
 from support.factories import approved_for
 from support.sim import T0, World, plan_spec, serving, upgrade
 
@@ -43,10 +45,13 @@ def custom_spec(
     *,
     stages: list[dict] | None = None,
     progress_deadline: str | None = None,
+    error_rate: dict | None = None,
     **kwargs,
 ) -> AIDeploymentSpec:
-    """plan_spec with other stages or progressDeadline."""
+    """plan_spec with other stages, progressDeadline or fields of the error-rate metric."""
     content = raw(plan_spec(version, **kwargs))
+    if error_rate is not None:
+        content["rollout"]["analysis"]["metrics"][0].update(error_rate)
     if stages is not None:
         content["rollout"]["stages"] = stages
     if progress_deadline is not None:
@@ -840,3 +845,250 @@ def test_j_a_stuck_first_version_or_promotion_is_stalled_by_progress_deadline_an
     world.run_until(lambda w: w.status.phase == "Stable")
     assert world.status.serving.revision == v2 and world.stable.rolled_out
     assert cond(world, "Stalled").status == "False"
+
+
+# ---- k. after a rollback, the conditions name the revision and the trigger --------------------
+
+
+def assert_rolled_back(world: World, revision: str, why: str, serving_revision: str) -> None:
+    message = (
+        f"revision {revision} was rolled back ({why}); version 2.4.0 (revision "
+        f"{serving_revision}) keeps serving. Change the spec, or annotate "
+        f"aigate.dev/retry=<a new value> to try this revision again"
+    )
+    assert world.status.phase == "RolledBack"
+    for type_, status in (("Ready", "False"), ("Stalled", "True")):
+        condition = cond(world, type_)
+        assert (condition.status, condition.reason, condition.message) == (
+            status,
+            "RolledBack",
+            message,
+        )
+    (rolling_back,) = [
+        h for h in world.history() if h.to_phase == "RollingBack" and h.revision == revision
+    ]
+    (completed,) = entries(world, "RollbackCompleted", revision)
+    assert rolling_back.message.startswith(
+        f"rolling back version {completed.version} (revision {revision})"
+    )
+    assert completed.message.startswith(
+        f"version {completed.version} (revision {revision}) rolled back ({why}); version 2.4.0 "
+        f"(revision {serving_revision}) serving with 4/4 Ready"
+    )
+
+
+def test_k_after_a_rollback_the_conditions_name_the_revision_and_the_trigger():
+    world = serving()
+    v1 = world.stable.revision
+    v2 = upgrade(world)
+    world.outcome = failing_on("canary", value=0.05)
+    world.run_until(lambda w: w.status.phase == "RolledBack")
+    why = (
+        "AnalysisFailed: metric error-rate failed 3 time(s), over failureLimit 2: last value "
+        "0.05, threshold <= 0.01"
+    )
+    assert_rolled_back(world, v2, why, v1)
+    trigger = world.status.last_rollback.trigger
+    assert (trigger.metric, trigger.value, trigger.threshold) == ("error-rate", "0.05", "<= 0.01")
+
+    world.outcome = healthy
+    v3 = upgrade(world, "2.6.0")
+    world.canary_becomes_ready = False
+    world.run_until(lambda w: w.status.last_rollback.revision == v3, advance=timedelta(seconds=30))
+    detail = world.status.last_rollback.trigger.detail
+    assert world.status.last_rollback.trigger.kind == "Deadline"
+    assert detail.startswith("canary 0/1 Ready after 10m") and detail.endswith(
+        "in stage canary-10 (1/3, weight 10%), over progressDeadline 10m"
+    )
+    assert_rolled_back(world, v3, f"ProgressDeadlineExceeded: {detail}", v1)
+
+    world.canary_becomes_ready = True
+    v4 = upgrade(world, "2.7.0")
+    world.run_until(canary_running)
+    annotate(world, "abort", "INC-42 latency complaints")
+    world.run_until(lambda w: w.status.last_rollback.revision == v4)
+    assert_rolled_back(
+        world, v4, "AbortRequested: aigate.dev/abort='INC-42 latency complaints'", v1
+    )
+    assert world.status.rolled_back_revisions == [v2, v3, v4]
+
+    # The records name the revision rolled back, not the one the spec asks for meanwhile.
+    world = serving(monitor="10m")
+    v1 = world.stable.revision
+    v2 = upgrade(world, monitor="10m")
+    world.run_until(lambda w: w.status.phase == "Verifying")
+    world.change_spec(plan_spec("9.9.9"))  # not approved: waits for the watch
+    world.step()
+    assert world.status.phase == "Verifying"
+    world.outcome = failing_on("stable")
+    since = len(world.decisions)
+    world.run_until(lambda w: w.status.phase not in ("Verifying", "RollingBack"))
+    v9 = world.status.revision
+    assert moves(world, since) == [
+        ("Verifying", "RollingBack", "PostPromotionBreach", v2),
+        ("RollingBack", "RolledBack", "RollbackCompleted", v2),
+        ("RolledBack", "AwaitingApproval", "ApprovalRequired", v9),
+    ]
+    completed = entries(world, "RollbackCompleted", v2)[0]
+    assert completed.version == "2.5.0" and v9 not in completed.message
+    assert world.status.last_rollback.revision == v2 and world.status.rolled_back_revisions == [v2]
+    assert world.stable.revision == v1
+
+
+# ---- l. request values are remembered; every rolled-back revision stays refused ---------------
+
+
+def without(world: World, kind: str) -> None:
+    world.annotations = {k: v for k, v in world.annotations.items() if k != f"aigate.dev/{kind}"}
+
+
+def test_l_handled_values_are_never_acted_on_again_and_rolled_back_revisions_stay_refused():
+    world = serving()
+    specs = {v: plan_spec(v) for v in ("2.5.0", "2.6.0", "2.7.0")}
+    v2 = apply_approved(world, specs["2.5.0"])
+    world.run_until(canary_running)
+    annotate(world, "abort", "stop")
+    world.run_until(lambda w: w.status.phase == "RolledBack")
+    handled_at = world.status.requests.abort.handled_at
+    v3 = apply_approved(world, specs["2.6.0"])
+    world.outcome = failing_on("canary")
+    world.run_until(lambda w: w.status.last_rollback.revision == v3)
+    assert world.status.rolled_back_revisions == [v2, v3]
+    assert value_digest("abort", "stop") in world.status.handled_requests
+
+    # Git removes the abort, then a revert brings the same value back mid-canary: ignored.
+    world.outcome = healthy
+    v4 = apply_approved(world, specs["2.7.0"])
+    without(world, "abort")
+    world.run_until(canary_running)
+    annotate(world, "abort", "stop")
+    world.run_until(lambda w: w.status.phase == "Stable")
+    assert world.stable.revision == v4 and world.status.last_rollback.revision == v3
+    assert world.status.requests.abort.handled_at == handled_at
+    assert len(request_entries(world, "abort")) == 1
+
+    # Every rolled-back revision stays refused, not only the latest one.
+    for spec, revision in ((specs["2.5.0"], v2), (specs["2.6.0"], v3)):
+        apply_approved(world, spec)
+        world.step()
+        assert world.status.phase == "RolledBack" and world.stable.revision == v4
+        assert world.status.last_transition.reason == "RevisionRolledBack"
+        assert cond(world, "Stalled").message.startswith(f"revision {revision} was rolled back")
+        assert world.canary is None
+    annotate(world, "retry", "R1")  # retries the spec's revision (v3) only
+    world.run_until(lambda w: w.status.phase == "Stable" and w.stable.revision == v3)
+    assert world.status.requests.retry.outcome == f"retrying revision {v3}"
+    assert world.status.rolled_back_revisions == [v2]
+
+    apply_approved(world, specs["2.5.0"])
+    without(world, "retry")
+    world.step()
+    annotate(world, "retry", "R1")  # the same value back through a revert: not a new retry
+    for _ in range(5):
+        world.step(timedelta(seconds=30))
+        assert world.status.phase == "RolledBack" and world.stable.revision == v3
+    assert len(request_entries(world, "retry")) == 1
+    annotate(world, "retry", "R2")
+    world.run_until(lambda w: w.status.phase == "Stable" and w.stable.revision == v2)
+    assert world.status.rolled_back_revisions == []
+    assert world.status.handled_requests == [
+        value_digest("abort", "stop"),
+        value_digest("retry", "R1"),
+        value_digest("retry", "R2"),
+    ]
+
+
+# ---- m. verdict policies and consecutive failures ----------------------------------------------
+
+SEVERAL = QueryOutcome(samples=(0.001, 0.002))
+EMPTY = QueryOutcome(samples=())
+NAN = QueryOutcome(samples=(math.nan,))
+PLUS_INF = QueryOutcome(samples=(math.inf,))
+MINUS_INF = QueryOutcome(samples=(-math.inf,))
+
+
+def on_canary_error_rate(outcome: QueryOutcome):
+    def serve(track: str, metric: str, at: datetime) -> QueryOutcome:
+        return outcome if (track, metric) == ("canary", "error-rate") else HEALTHY
+
+    return serve
+
+
+def test_m_verdict_policies_and_an_inconclusive_measurement_in_a_failure_streak():
+    on_error = MetricSpec.model_validate(
+        {"name": "m", "query": "q", "max": 0.01, "onError": "Fail"}
+    )
+    on_no_data = MetricSpec.model_validate(
+        {"name": "m", "query": "q", "max": 0.01, "onNoData": "Fail"}
+    )
+    down = QueryOutcome.failed("Prometheus unreachable")
+    for outcome, error_kind in (
+        (SEVERAL, True),
+        (PLUS_INF, True),
+        (MINUS_INF, True),
+        (down, True),
+        (EMPTY, False),
+        (NAN, False),
+    ):
+        verdicts = (judge(on_error, outcome).verdict, judge(on_no_data, outcome).verdict)
+        assert verdicts == (("Fail", "Inconclusive") if error_kind else ("Inconclusive", "Fail"))
+    assert judge(on_error, SEVERAL).reason == "2 series returned; the query must return exactly one"
+    assert judge(on_no_data, NAN).reason == "NaN (no data in the window)"
+
+    # Through the simulator: the approved candidate's policy decides rollback or pause.
+    world = serving()
+    v1 = world.stable.revision
+    cases = [  # (policy, what Prometheus returns, expected end of the canary)
+        ({"onError": "Fail"}, SEVERAL, "RollingBack"),
+        ({"onError": "Fail"}, NAN, "Paused"),
+        ({"onNoData": "Fail"}, EMPTY, "RollingBack"),
+        ({"onNoData": "Fail"}, PLUS_INF, "Paused"),
+    ]
+    for number, (policy, outcome, expected) in enumerate(cases):
+        world.outcome = healthy
+        revision = apply_approved(world, custom_spec(f"3.0.{number}", error_rate=policy))
+        world.run_until(
+            lambda w, r=revision: canary_running(w) and w.status.rollout.candidate.revision == r
+        )
+        world.outcome = on_canary_error_rate(outcome)
+        world.run_until(lambda w: w.status.phase in ("RollingBack", "Paused"))
+        assert world.status.phase == expected, (policy, outcome)
+        last = world.status.recent_measurements[-2]
+        assert last.metric == "error-rate"
+        assert last.verdict == ("Fail" if expected == "RollingBack" else "Inconclusive")
+        if expected == "RollingBack":
+            assert world.status.rollback.revision == revision
+            assert world.status.rollback.reason == "AnalysisFailed"
+            world.run_until(lambda w: w.status.phase == "RolledBack")
+        else:
+            assert world.status.last_transition.reason == "AnalysisInconclusive"
+    assert world.stable.revision == world.status.serving.revision == v1
+
+    # consecutiveFailureLimit 3 (failureLimit out of reach): a pass breaks the streak, an
+    # inconclusive measurement neither extends nor breaks it.
+    fail, script = QueryOutcome(samples=(0.5,)), []
+    script += [fail, fail, EMPTY, HEALTHY, fail, fail, EMPTY, fail]
+    streak_spec = custom_spec(
+        "4.0.0", stages=LONG_STAGE, failureLimit=100, consecutiveFailureLimit=3
+    )
+    world = start(custom_spec("2.4.0", stages=LONG_STAGE))
+    revision = apply_approved(world, streak_spec)
+    world.run_until(canary_running)
+    served = iter(script)
+    world.outcome = lambda t, m, a: next(served) if (t, m) == ("canary", "error-rate") else HEALTHY
+    streaks, verdicts = [], []
+    while world.status.phase == "Progressing":
+        measured = world.status.rollout.analysis.last_measured_at
+        world.step(timedelta(seconds=10))
+        state = world.status.rollout.analysis if world.status.rollout else None
+        if state is not None and state.last_measured_at != measured:
+            streaks.append(state.metrics["error-rate"].consecutive_failures)
+            verdicts.append(state.metrics["error-rate"].last.verdict)
+    assert next(served, None) is None  # the rollback came with the last scripted failure
+    assert verdicts == ["Fail", "Fail", "Inconclusive", "Pass", "Fail", "Fail", "Inconclusive"]
+    assert streaks == [1, 2, 2, 0, 1, 2, 2]
+    assert world.status.phase == "RollingBack" and world.status.rollback.revision == revision
+    assert world.status.rollback.message == (
+        "metric error-rate failed 3 time(s), over consecutiveFailureLimit 3: last value 0.5, "
+        "threshold <= 0.01"
+    )
