@@ -4,12 +4,20 @@ history entries, conditions and status fields. docs/state-machine.md states the 
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 from datetime import datetime, timedelta
+from pathlib import Path
 
-from aigate.api.durations import format_duration
-from aigate.api.v1alpha1 import AIDeploymentSpec, MetricSpec
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from aigate.api.durations import format_duration, parse_duration
+from aigate.api.v1alpha1 import AIDeploymentSpec, AIDeploymentStatus, MetricSpec
 from aigate.core import rollout
+from aigate.core.analysis import min_passing
 from aigate.core.conditions import get_condition
 from aigate.core.gate import parse_rfc3339
 from aigate.core.requests import value_digest
@@ -1092,3 +1100,227 @@ def test_m_verdict_policies_and_an_inconclusive_measurement_in_a_failure_streak(
         "metric error-rate failed 3 time(s), over consecutiveFailureLimit 3: last value 0.5, "
         "threshold <= 0.01"
     )
+
+
+# ---- n. minPassingMeasurements ------------------------------------------------------------------
+
+
+def lucky_stage(**analysis) -> tuple[World, list[datetime], datetime]:
+    """A 10m stage (interval 30s) whose Prometheus is down until 9m40s in, then healthy; runs
+    until the stage passed. Returns the world, the times of the passing measurements and
+    when the canary was rolled out."""
+    spec = custom_spec("2.5.0", stages=LONG_STAGE, inconclusiveLimit=1000, **analysis)
+    world = start(custom_spec("2.4.0", stages=LONG_STAGE))
+    apply_approved(world, spec)
+    world.outcome = lambda t, m, a: DOWN
+    world.run_until(canary_running)
+    ready_at = at(world.status.rollout.ready_since)
+    world.run_until(
+        lambda w: w.now >= ready_at + timedelta(minutes=9, seconds=40),
+        advance=timedelta(seconds=10),
+    )
+    assert world.status.phase == "Progressing"  # inconclusiveLimit out of reach: no pause
+    world.outcome = healthy
+    world.run_until(lambda w: w.status.stage == "full", advance=timedelta(seconds=10))
+    passes = [
+        at(m.time)
+        for d in world.decisions
+        for m in d.new_measurements
+        if m.metric == "error-rate" and m.track == "canary" and m.verdict == "Pass"
+    ]
+    return world, passes, ready_at
+
+
+def test_n_a_mostly_inconclusive_stage_cannot_pass_on_one_lucky_sample():
+    analysis = custom_spec("2.5.0", stages=LONG_STAGE).rollout.analysis
+    assert min_passing(analysis, timedelta(minutes=10)) == 10  # 20 intervals of 30s, half
+    assert min_passing(analysis, timedelta(seconds=45)) == 1  # at least 1
+    assert min_passing(analysis, timedelta(0)) == 1
+    overridden = analysis.model_copy(update={"min_passing_measurements": 2})
+    assert min_passing(overridden, timedelta(minutes=10)) == 2
+
+    world, passes, ready_at = lucky_stage()
+    (passed,) = [h for h in world.history() if h.reason == "StagePassed" and h.stage == "canary-50"]
+    assert passes[0] >= ready_at + timedelta(minutes=9, seconds=40)  # the first lucky sample
+    assert len(passes) == 10 and at(passed.time) == passes[-1]
+    assert at(passed.time) >= ready_at + timedelta(minutes=14)  # long after the 10m
+    analysing = [
+        c.message
+        for d in world.decisions
+        for c in d.status.conditions
+        if c.type == "Reconciling" and c.reason == "Analysing" and "10m of 10m" in c.message
+    ]
+    assert analysing and all(
+        "(each metric needs 10 passing measurement(s))" in m for m in analysing
+    )
+
+    world, passes, ready_at = lucky_stage(minPassingMeasurements=2)
+    assert passes[0] >= ready_at + timedelta(minutes=9, seconds=40)
+    (passed,) = [h for h in world.history() if h.reason == "StagePassed" and h.stage == "canary-50"]
+    assert len(passes) == 2 and at(passed.time) == passes[-1]
+
+
+# ---- o. zero or absurd durations are refused -----------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def with_field(path: tuple, value) -> dict:
+    content = raw(plan_spec())
+    *parents, last = path
+    node = content
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return content
+
+
+def test_o_zero_or_absurd_durations_are_refused_by_the_models_and_the_crd():
+    cases = [
+        (("rollout", "analysis", "interval"), "0s", "interval: expected a duration from 1s to 1h"),
+        (("rollout", "analysis", "interval"), "2h", "interval: expected a duration from 1s to 1h"),
+        (
+            ("rollout", "analysis", "prometheus", "timeout"),
+            "0s",
+            "timeout: expected a duration from 100ms to 5m",
+        ),
+        (
+            ("rollout", "stages", 0, "duration"),
+            "1000h",
+            "duration: expected a duration from 0s to 720h",
+        ),
+        (
+            ("governance", "approvalTTL"),
+            "10000h",
+            "approvalTTL: expected a duration from 1m to 2160h",
+        ),
+        (
+            ("rollout", "progressDeadline"),
+            "0s",
+            "progressDeadline: expected a duration from 1s to 24h",
+        ),
+    ]
+    for path, value, message in cases:
+        with pytest.raises(ValidationError, match=re.escape(f"{message}, found '{value}'")):
+            AIDeploymentSpec.model_validate(with_field(path, value))
+    AIDeploymentSpec.model_validate(with_field(("rollout", "analysis", "interval"), "1h"))  # edge
+    assert parse_duration("87600h") == timedelta(days=3650)
+    with pytest.raises(ValueError, match=r"duration '87601h' is longer than 3650 days"):
+        parse_duration("87601h")
+    with pytest.raises(ValueError, match="longer than 3650 days"):
+        parse_duration("999999999999h")
+
+    crd = yaml.safe_load((ROOT / "crds" / "aigate.dev_aideployments.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    rollout_schema = spec["properties"]["rollout"]
+    analysis = rollout_schema["properties"]["analysis"]
+    where = {
+        "approvalTTL": (spec["properties"]["governance"], "1m", "2160h"),
+        "progressDeadline": (rollout_schema, "1s", "24h"),
+        "interval": (analysis, "1s", "1h"),
+        "pauseTimeout": (analysis, "1s", "720h"),
+        "timeout": (analysis["properties"]["prometheus"], "100ms", "5m"),
+        "duration": (rollout_schema["properties"]["stages"]["items"], "0s", "720h"),
+        "monitorFor": (rollout_schema["properties"]["postPromotion"], "0s", "720h"),
+    }
+    for field, (schema, low, high) in where.items():
+        rules = schema["x-kubernetes-validations"]
+        assert {
+            "fieldPath": f".{field}",
+            "message": f"{field} must be a duration from {low} to {high}",
+            "rule": f"!has(self.{field}) || (duration(self.{field}) >= duration('{low}') && "
+            f"duration(self.{field}) <= duration('{high}'))",
+        } in rules, field
+
+
+# ---- p. a status the operator cannot read ----------------------------------------------------------
+
+
+def test_p_an_unreadable_status_is_left_alone_except_for_its_conditions():
+    world = serving()
+    upgrade(world)
+    world.run_until(canary_running)
+    world.now += timedelta(minutes=1)  # a measurement is due
+    annotate(world, "abort", "INC-3")  # and a request is waiting
+    readable = world.inputs()
+    assert rollout.measurement_plan(readable) is not None
+    assert rollout.decide(readable).actions  # what a readable status would lead to
+    field = "status.rollout.stageIndex: Input should be a valid integer, got 'two'"
+    inputs = dataclasses.replace(readable, status_error=field)
+
+    assert rollout.measurement_plan(inputs) is None
+    decision = rollout.decide(inputs)
+    assert decision.conditions_only
+    assert decision.actions == () and decision.events == ()
+    assert decision.new_history == () and decision.new_measurements == ()
+    assert decision.requeue_after == rollout.REQUEUE_AT_REST
+    message = (
+        f"status cannot be read ({field}); aigate acts on nothing for this resource and keeps "
+        f"its history, requests and approval until the status is repaired by the aigate "
+        f"version that wrote it"
+    )
+    stalled, ready, reconciling = (cond(decision, t) for t in ("Stalled", "Ready", "Reconciling"))
+    assert (stalled.status, stalled.reason, stalled.message) == (
+        "True",
+        "StatusUnreadable",
+        message,
+    )
+    assert (ready.status, ready.reason, ready.message) == ("False", "StatusUnreadable", message)
+    assert (reconciling.status, reconciling.reason) == ("False", "")
+    assert stalled.observed_generation == world.generation
+    # Nothing but the conditions is written: every other field is the model's default.
+    assert decision.status.model_dump(exclude={"conditions"}) == AIDeploymentStatus().model_dump(
+        exclude={"conditions"}
+    )
+    assert decision.status.phase == "Pending" and decision.status.history == []
+
+
+# ---- q. back to the serving revision; scaling ------------------------------------------------------
+
+
+def test_q_reverting_to_the_serving_revision_needs_no_approval_and_scaling_stays_stable():
+    world = serving()
+    v1, v1_template = world.stable.revision, world.stable.template
+    v1_spec = world.spec
+    v2 = upgrade(world)
+    world.speed = 1
+    world.run_until(canary_running)
+    since = len(world.decisions)
+    world.change_spec(v1_spec)
+    world.annotations = {}  # every annotation removed, approval included
+    world.step()
+    (cancelled,) = entries(world, "CanaryCancelled", v2)
+    assert cancelled.message == (
+        f"canary of version 2.5.0 (revision {v2}) cancelled: version 2.4.0 (revision {v1}) serves"
+    )
+    assert moves(world, since) == [("Progressing", "Stable", "Serving", v1)]
+    world.run_until(lambda w: w.canary is None)
+    world.step()
+    assert world.status.phase == "Stable" and world.status.rollout is None
+    assert world.stable.revision == v1 and world.stable.template == v1_template
+    assert not stable_applies(world, since)
+    authorized = cond(world, "Authorized")
+    assert (authorized.status, authorized.message) == (
+        "True",
+        f"revision {v1} is the revision serving",
+    )
+    ready = cond(world, "Ready")
+    assert (ready.status, ready.reason) == ("True", "Available")
+
+    # Scaling needs no approval either: stable is re-applied at the new size, still Stable.
+    for replicas in (6, 2):
+        since = len(world.decisions)
+        rescale(world, replicas)
+        decision = world.step()
+        assert decision.actions[0] == rollout.ApplyDeployment(
+            "stable", v1, "2.4.0", replicas, v1_template
+        )
+        assert decision.actions[0].template == v1_template
+        assert cond(world, "Reconciling").reason == "Scaling"
+        world.run_until(lambda w: cond(w, "Ready").status == "True")
+        assert world.stable.replicas == replicas and world.stable.rolled_out
+        assert world.status.phase == "Stable" and moves(world, since) == []
+        assert cond(world, "Ready").message == (
+            f"version 2.4.0 (revision {v1}) serving with {replicas}/{replicas} replicas Ready"
+        )
+    assert world.canary is None and world.status.serving.revision == v1
