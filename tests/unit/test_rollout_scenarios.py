@@ -139,12 +139,10 @@ class Recorder:
     def __init__(self, world: World) -> None:
         self.world = world
         self.applied: list[rollout.Action] = []
-        self.phases: list[str] = []
 
     def step(self, advance: timedelta = timedelta(seconds=5)) -> rollout.Decision:
         decision = self.world.step(advance)
         self.applied.extend(self.world.applied)
-        self.phases.append(self.world.status.phase)
         return decision
 
     def until(self, predicate, advance: timedelta = timedelta(seconds=5), limit: int = 400):
