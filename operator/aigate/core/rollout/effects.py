@@ -157,6 +157,16 @@ def end_rollout(d: Draft, why: str) -> None:
     d.status.rollout = None
 
 
+def answer_promote_without_rollout(d: Draft) -> None:
+    """With no rollout in flight, a promote waits only if it names the revision the spec
+    asks for (that revision's rollout will use it); any other is answered now, so it never
+    counts for a rollout that starts later."""
+    promote = d.pending("promote")
+    if promote is None or (promote.revision and promote.names_revision(d.sit.revision)):
+        return
+    d.handle(promote, "ignored: no rollout is waiting for promotion")
+
+
 # ---- rollbacks -----------------------------------------------------------------------------
 
 
