@@ -547,6 +547,22 @@ def test_e_a_promote_counts_only_for_its_rollout_and_stage_and_expires_with_it()
     assert world.annotations["aigate.dev/promote"] == f"canary-50@{v4}"
     assert len(request_entries(world, "promote")) == 5
 
+    # A promote naming no revision, written during a post-promotion watch (no rollout in
+    # flight), does not count for the revision whose canary starts when the watch ends.
+    world = serving(manual=True, monitor="5m")
+    v2 = upgrade(world, manual=True, monitor="5m")
+    world.run_until(lambda w: w.status.phase == "Paused")
+    annotate(world, "promote", f"canary-50@{v2}")
+    world.run_until(lambda w: w.status.phase == "Verifying")
+    annotate(world, "promote", "canary-50 go")
+    v3 = apply_approved(world, plan_spec("2.6.0", manual=True, monitor="5m"))  # waits
+    world.step()
+    assert world.status.requests.promote.value == "canary-50 go"
+    assert world.status.requests.promote.outcome == "ignored: no rollout is waiting for promotion"
+    world.run_until(lambda w: w.status.phase == "Paused", advance=timedelta(seconds=30))
+    assert world.status.rollout.candidate.revision == v3 and world.status.stage == "canary-50"
+    assert cond(world, "Reconciling").reason == "AwaitingPromotion"
+
 
 # ---- f. a rollback always completes ---------------------------------------------------------
 
