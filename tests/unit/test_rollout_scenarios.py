@@ -229,6 +229,27 @@ def test_a_revision_approved_during_a_promotion_passes_its_own_stages():
     assert world.status.watch.revision == v3 and world.status.previous.revision == v1
     assert world.status.rolled_back_revisions == [v2]
 
+    # Without a watch: v2 serves once rolled out, and v3's canary runs against v2, which is
+    # then what a failed v3 returns to.
+    world = serving()
+    v2 = upgrade(world)
+    world.run_until(lambda w: w.status.phase == "Promoting")
+    world.speed = 1
+    world.step()
+    since = len(world.decisions)
+    v3 = apply_approved(world, plan_spec("2.6.0"))
+    world.run_until(lambda w: w.status.stage == "canary-50")
+    assert moves(world, since) == [
+        ("Promoting", "Stable", "Promoted", v2),
+        ("Stable", "Progressing", "RolloutStarted", v3),
+    ]
+    assert world.stable.revision == v2 and world.stable.rolled_out
+    world.outcome = failing_on("canary")
+    world.run_until(lambda w: w.status.phase == "RolledBack")
+    assert world.status.last_rollback.revision == v3
+    assert world.status.last_rollback.to_revision == v2 and world.stable.revision == v2
+    assert all(a.revision == v2 for a in stable_applies(world, since))
+
 
 # ---- b. the progress deadline during a long stage -----------------------------------------
 
