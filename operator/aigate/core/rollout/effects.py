@@ -21,6 +21,7 @@ from aigate.core import analysis as an
 from aigate.core.gate import format_rfc3339, parse_rfc3339
 from aigate.core.rollout.draft import Draft
 from aigate.core.rollout.model import (
+    MAX_BACKOFF,
     REQUEUE_NOW,
     ApplyDeployment,
     ApplyService,
@@ -29,6 +30,12 @@ from aigate.core.rollout.model import (
 from aigate.core.rollout.snapshots import service_of, template_of
 
 MAX_ROLLED_BACK = 64
+
+
+def back_off(d: Draft, attempts: int) -> None:
+    """After `attempts` refused applies, look again in 5s·2^attempts (at most MAX_BACKOFF):
+    a refusal is retried, but not in a tight loop. Replaces any sooner requeue planned."""
+    d.requeue = max(REQUEUE_NOW, min(MAX_BACKOFF, 5.0 * 2 ** min(attempts, 6)))
 
 
 def canary_replicas(replicas: int, weight: int) -> int:
@@ -71,21 +78,29 @@ def keep_serving(d: Draft) -> bool:
     serving = d.status.serving
     if serving is None:
         return False
-    if d.sit.stable is None and d.status.recreating_stable != serving.revision:
-        d.status.recreating_stable = serving.revision
-        d.note(
-            "StableRecreated",
-            f"Deployment {d.inputs.name}-stable is gone: recreating version {serving.version} "
-            f"(revision {serving.revision}) from its recorded template",
-            "Warning",
-            subject=(serving.revision, serving.version),
-        )
-    elif d.sit.stable is not None:
-        d.status.recreating_stable = ""
+    note_recreated_stable(d, serving)
     put_stable(d, serving)
     put_service(d, serving)
     stable = d.sit.stable
     return stable is not None and stable.serves(serving.revision, d.replicas)
+
+
+def note_recreated_stable(d: Draft, snapshot: RevisionSnapshot) -> None:
+    """A vanished stable Deployment, on which `snapshot` (the version that served) is being
+    recreated from its recorded template, is recorded once (StableRecreated)."""
+    if d.sit.stable is not None:
+        d.status.recreating_stable = ""
+        return
+    if d.status.recreating_stable == snapshot.revision:
+        return
+    d.status.recreating_stable = snapshot.revision
+    d.note(
+        "StableRecreated",
+        f"Deployment {d.inputs.name}-stable is gone: recreating version {snapshot.version} "
+        f"(revision {snapshot.revision}) from its recorded template",
+        "Warning",
+        subject=(snapshot.revision, snapshot.version),
+    )
 
 
 def remove_canary(d: Draft) -> None:
@@ -140,6 +155,16 @@ def end_rollout(d: Draft, why: str) -> None:
             f"before the request was used",
         )
     d.status.rollout = None
+
+
+def answer_promote_without_rollout(d: Draft) -> None:
+    """With no rollout in flight, a promote waits only if it names the revision the spec
+    asks for (that revision's rollout will use it); any other is answered now, so it never
+    counts for a rollout that starts later."""
+    promote = d.pending("promote")
+    if promote is None or (promote.revision and promote.names_revision(d.sit.revision)):
+        return
+    d.handle(promote, "ignored: no rollout is waiting for promotion")
 
 
 # ---- rollbacks -----------------------------------------------------------------------------

@@ -47,6 +47,16 @@ class WorkloadState:
             and self.total_replicas == self.replicas
         )
 
+    @property
+    def updated_ready(self) -> int:
+        """Ready pods of the current template: Ready pods less the old ones still running
+        (readyReplicas counts both while a Deployment rolls); 0 until the Deployment
+        controller has seen the current generation."""
+        if not self.observed_current:
+            return 0
+        old = self.total_replicas - self.updated_replicas
+        return max(0, min(self.updated_replicas, self.ready_replicas - old))
+
     def serves(self, revision: str, replicas: int) -> bool:
         """`revision` runs here at `replicas`, every pod Ready."""
         return self.revision == revision and self.replicas == replicas and self.rolled_out

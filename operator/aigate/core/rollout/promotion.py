@@ -15,7 +15,7 @@ from aigate.api.v1alpha1 import AnalysisState, RollbackTrigger, WatchState
 from aigate.core.gate import format_rfc3339
 from aigate.core.rollout import effects
 from aigate.core.rollout.draft import Draft
-from aigate.core.rollout.model import MAX_BACKOFF, REQUEUE_WHILE_CHANGING
+from aigate.core.rollout.model import REQUEUE_WHILE_CHANGING
 from aigate.core.rollout.routing import route
 from aigate.core.rollout.snapshots import plan_of, snapshot_of
 
@@ -103,7 +103,7 @@ def _waiting(d: Draft, waiting_since: str) -> None:
     candidate = rollout.candidate
     plan = plan_of(candidate)
     stable = d.sit.stable
-    ready = stable.ready_replicas if stable and stable.revision == candidate.revision else 0
+    ready = stable.updated_ready if stable and stable.revision == candidate.revision else 0
     since = effects.parse_time(waiting_since) or d.now
     waited = d.now - since
     what = "deploying" if d.status.phase == "Deploying" else "promoting"
@@ -111,15 +111,15 @@ def _waiting(d: Draft, waiting_since: str) -> None:
         f"{what} version {candidate.version} (revision {candidate.revision}): stable "
         f"{ready}/{d.replicas} Ready after {format_duration(waited)}"
     )
-    d.requeue_within(REQUEUE_WHILE_CHANGING)
     error = d.status.apply_error
     if error is not None and error.phase == "Promoting":
         d.stalled(
             "ApplyFailed",
             f"{text}; the API server refused the stable workload ({error.message}); retrying",
         )
-        d.requeue_within(min(MAX_BACKOFF, 5.0 * 2 ** min(error.attempts, 6)))
+        effects.back_off(d, error.attempts)
         return
+    d.requeue_within(REQUEUE_WHILE_CHANGING)
     deadline = parse_duration(plan.rollout.progress_deadline) if plan else timedelta(minutes=10)
     if waited > deadline:
         d.stalled(

@@ -37,12 +37,7 @@ def _answer_requests(d: Draft) -> None:
     abort = d.pending("abort")
     if abort is not None:
         d.handle(abort, "ignored: no rollout in progress")
-    promote = d.pending("promote")
-    waits_for_spec = (
-        promote is not None and promote.revision and promote.names_revision(d.sit.revision)
-    )
-    if promote is not None and not waits_for_spec:
-        d.handle(promote, "ignored: no rollout is waiting for promotion")
+    effects.answer_promote_without_rollout(d)
 
 
 def _stable(d: Draft, where: Route) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from aigate.api.v1alpha1 import RollbackSummary
 from aigate.core.rollout import effects
 from aigate.core.rollout.draft import Draft
-from aigate.core.rollout.model import MAX_BACKOFF, REQUEUE_WHILE_CHANGING
+from aigate.core.rollout.model import REQUEUE_WHILE_CHANGING
 
 
 def run(d: Draft) -> None:
@@ -16,6 +16,7 @@ def run(d: Draft) -> None:
     assert rollback is not None
     _answer_requests(d)
     target = rollback.target
+    effects.note_recreated_stable(d, target)
     effects.put_stable(d, target)
     effects.put_service(d, target)
     effects.remove_canary(d)
@@ -24,12 +25,11 @@ def run(d: Draft) -> None:
         d.sit.canary is None and stable is not None and stable.serves(target.revision, d.replicas)
     )
     if not done:
-        ready = stable.ready_replicas if stable and stable.revision == target.revision else 0
+        ready = stable.updated_ready if stable and stable.revision == target.revision else 0
         text = (
             f"{rollback.message}; restoring version {target.version} (revision "
             f"{target.revision}): {ready}/{d.replicas} Ready"
         )
-        d.requeue_within(REQUEUE_WHILE_CHANGING)
         error = s.apply_error
         if error is not None and error.phase == "RollingBack":
             d.stalled(
@@ -37,8 +37,9 @@ def run(d: Draft) -> None:
                 f"{text}; the API server refused the {error.track} "
                 f"workload ({error.message}); retrying with backoff",
             )
-            d.requeue_within(min(MAX_BACKOFF, 5.0 * 2 ** min(error.attempts, 6)))
+            effects.back_off(d, error.attempts)
             return
+        d.requeue_within(REQUEUE_WHILE_CHANGING)
         d.progressing(rollback.reason, text)
         return
     s.serving = target

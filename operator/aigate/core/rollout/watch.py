@@ -28,6 +28,8 @@ def run(d: Draft) -> None:
         return
     if _aborted(d):
         return
+    # No rollout is in flight: a promote written now is not for the next one.
+    effects.answer_promote_without_rollout(d)
     effects.remove_canary(d)
     full = effects.keep_serving(d)
     analysis_spec = plan.rollout.analysis
