@@ -30,6 +30,7 @@ from aigate.api.v1alpha1 import (
 )
 from aigate.core import rollout
 from aigate.core.analysis import MeasurementPlan, Measurements, MetricResult, unknown_placeholders
+from aigate.core.gate import format_rfc3339
 from aigate.core.verdict import QueryOutcome
 from aigate.core.workloads import Owner, build_deployment, build_service, deployment_name
 
@@ -158,6 +159,9 @@ async def reconcile(
                 status=new_status,
                 measurements=decision.new_measurements,
             )
+    if decision.status.apply_error is not None and decision.actions:
+        # Every apply went through: the refusal is over (a merge patch with null removes it).
+        await asyncio.to_thread(kube.patch_status, namespace, name, None, {"applyError": None})
     return Outcome(
         body=body,
         events=decision.events,
@@ -171,6 +175,7 @@ def _apply_error(
     status: AIDeploymentStatus, generation: int, action: rollout.Action, message: str
 ) -> dict[str, Any]:
     track = "service" if isinstance(action, rollout.ApplyService) else getattr(action, "track", "")
+    now_iso = format_rfc3339(datetime.now(UTC))
     previous = status.apply_error
     same = previous is not None and (previous.phase, previous.track) == (status.phase, track)
     error = ApplyError(
@@ -179,7 +184,8 @@ def _apply_error(
         track=track,
         message=message[:512],
         attempts=previous.attempts + 1 if same and previous else 1,
-        since=previous.since if same and previous else datetime.now(UTC).isoformat(),
+        since=previous.since if same and previous else now_iso,
+        last_at=now_iso,
     )
     return error.model_dump(mode="json", by_alias=True)
 
@@ -192,11 +198,17 @@ async def _report_unreadable_status(
     conditions = [c.model_dump(mode="json", by_alias=True) for c in decision.status.conditions]
     stored = (body.get("status") or {}).get("conditions") or []
     stalled = next((c for c in conditions if c["type"] == "Stalled"), {})
-    if any(c.get("type") == "Stalled" and c.get("message") == stalled.get("message")
-           for c in stored if isinstance(c, dict)):
+    if any(
+        c.get("type") == "Stalled" and c.get("message") == stalled.get("message")
+        for c in stored
+        if isinstance(c, dict)
+    ):
         return Outcome(body=body, events=(), requeue_after=decision.requeue_after)
     await asyncio.to_thread(
-        kube.patch_status, metadata["namespace"], metadata["name"], metadata["resourceVersion"],
+        kube.patch_status,
+        metadata["namespace"],
+        metadata["name"],
+        metadata["resourceVersion"],
         {"conditions": conditions},
     )
     log.warning("status unreadable: %s", stalled.get("message", ""), extra=context)

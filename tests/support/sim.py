@@ -19,6 +19,7 @@ from typing import Any
 from aigate.api.v1alpha1 import AIDeploymentSpec, AIDeploymentStatus, ApplyError
 from aigate.core import rollout
 from aigate.core.analysis import Measurements, MetricResult
+from aigate.core.gate import format_rfc3339
 from aigate.core.revision import compute_revision
 from aigate.core.verdict import QueryOutcome
 from support.factories import approved_for, spec_dict, spec_model
@@ -205,6 +206,7 @@ class World:
             track=action.track,
             message=message,
             attempts=previous.attempts + 1 if same and previous else 1,
+            last_at=format_rfc3339(self.now),
         )
         self.status = status
 

@@ -602,10 +602,15 @@ def test_f_a_refused_rollback_is_retried_with_backoff_and_always_completes():
             annotate(world, "promote", "full")
             annotate(world, "abort", "INC-10")
             annotate(world, "retry", "INC-9 fixed")
-        decision = world.step(timedelta(seconds=30))
-        requeues.append(decision.requeue_after)
+        world.step(timedelta(0))  # the retry is refused at once
         assert world.status.phase == "RollingBack"
         assert world.status.apply_error.attempts == attempt
+        # Until the backoff has passed, the refused apply is not tried again (the operator's
+        # own status write wakes it at once, so the requeue alone would not hold it back).
+        held = rollout.decide(world.inputs())
+        assert not [a for a in held.actions if getattr(a, "track", "") == "stable"]
+        requeues.append(held.requeue_after)
+        world.now += timedelta(seconds=held.requeue_after)
         assert world.stable.revision == v2  # nothing got through yet
         if attempt > 1:
             stalled = cond(world, "Stalled")
@@ -616,7 +621,7 @@ def test_f_a_refused_rollback_is_retried_with_backoff_and_always_completes():
                 f"retrying with backoff"
             )
             assert cond(world, "Ready").status == "False"
-    assert requeues == [2.0, 10.0, 20.0, 40.0, 80.0, 160.0, 300.0, 300.0]
+    assert requeues == [10.0, 20.0, 40.0, 80.0, 160.0, 300.0, 300.0, 300.0]
     assert world.status.rollback.revision == v2 and world.status.rollback.target.revision == v1
     assert world.status.requests.promote.outcome == "ignored: a rollback is in progress"
     assert world.status.requests.abort.value == "INC-10"

@@ -353,6 +353,7 @@ class ApplyError(schema.BaseModel):
     message: str
     attempts: int = 1
     since: str = ""
+    last_at: str = Field("", description="When the last refusal happened (backoff counts from here).")
 
 
 Verdict = Literal["Pass", "Fail", "Inconclusive"]

@@ -136,7 +136,8 @@ def evaluate_gate(
     named = values.get(APPROVED_REVISION)
     if named is not None and named != revision:
         problem: Problem = (
-            "ShortRevision" if len(named) < len(revision) and revision.startswith(named)
+            "ShortRevision"
+            if len(named) < len(revision) and revision.startswith(named)
             else "RevisionMismatch"
         )
         reasons.append(GateReason(APPROVED_REVISION, problem, repr(revision), named))

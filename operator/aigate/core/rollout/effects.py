@@ -11,6 +11,7 @@ from aigate.api.durations import parse_duration
 from aigate.api.v1alpha1 import (
     AnalysisSpec,
     AnalysisState,
+    ApplyError,
     MeasurementRecord,
     RevisionSnapshot,
     RollbackState,
@@ -32,10 +33,18 @@ from aigate.core.rollout.snapshots import service_of, template_of
 MAX_ROLLED_BACK = 64
 
 
-def back_off(d: Draft, attempts: int) -> None:
-    """After `attempts` refused applies, look again in 5s·2^attempts (at most MAX_BACKOFF):
-    a refusal is retried, but not in a tight loop. Replaces any sooner requeue planned."""
-    d.requeue = max(REQUEUE_NOW, min(MAX_BACKOFF, 5.0 * 2 ** min(attempts, 6)))
+def back_off(d: Draft, error: ApplyError) -> None:
+    """After `attempts` refused applies, the refused apply waits 5s·2^attempts (at most
+    MAX_BACKOFF) from the last refusal before it is tried again: retried, never in a tight
+    loop (the operator's own status write wakes it at once). Replaces any sooner requeue."""
+    delay = min(MAX_BACKOFF, 5.0 * 2 ** min(error.attempts, 6))
+    last = parse_time(error.last_at)
+    remaining = delay if last is None else delay - (d.now - last).total_seconds()
+    if remaining > 0:
+        d.actions = [
+            a for a in d.actions if not (isinstance(a, ApplyDeployment) and a.track == error.track)
+        ]
+    d.requeue = max(REQUEUE_NOW, min(delay, remaining if remaining > 0 else REQUEUE_NOW))
 
 
 def canary_replicas(replicas: int, weight: int) -> int:

@@ -117,7 +117,7 @@ def _waiting(d: Draft, waiting_since: str) -> None:
             "ApplyFailed",
             f"{text}; the API server refused the stable workload ({error.message}); retrying",
         )
-        effects.back_off(d, error.attempts)
+        effects.back_off(d, error)
         return
     d.requeue_within(REQUEUE_WHILE_CHANGING)
     deadline = parse_duration(plan.rollout.progress_deadline) if plan else timedelta(minutes=10)

@@ -37,7 +37,7 @@ def run(d: Draft) -> None:
                 f"{text}; the API server refused the {error.track} "
                 f"workload ({error.message}); retrying with backoff",
             )
-            effects.back_off(d, error.attempts)
+            effects.back_off(d, error)
             return
         d.requeue_within(REQUEUE_WHILE_CHANGING)
         d.progressing(rollback.reason, text)
