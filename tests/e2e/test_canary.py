@@ -306,6 +306,9 @@ def test_prometheus_credentials_from_a_missing_secret_pause_with_the_reason(
         "name": "prom-token",
         "key": "token",
     }
+    # the test Prometheus listens on plain http (loopback): sending a token there is refused
+    # unless the spec allows it explicitly
+    spec["rollout"]["analysis"]["prometheus"]["allowInsecureBearerToken"] = True
     aid.patch({"spec": spec})
     approve(aid, spec)
     wait_for(phase_is(aid, "Paused"), timeout=TIMEOUT, what="Paused without credentials")

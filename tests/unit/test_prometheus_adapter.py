@@ -103,10 +103,32 @@ def test_results_errors_and_pinned_time(server):
     assert all(s["auth"] == "" for s in FakePrometheus.seen)
 
 
-def test_bearer_token_is_sent(server):
+def test_bearer_token_is_never_sent_over_plain_http_unless_allowed(server):
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    measure(plan("one"), PrometheusSpec(url=url), Credentials(bearer_token="s3cret"))
+    refused = outcomes(
+        measure(plan("one"), PrometheusSpec(url=url), Credentials(bearer_token="s3cret"))
+    )
+    assert FakePrometheus.seen == []  # nothing went out
+    assert (
+        "plain http" in refused["one"].error and "allowInsecureBearerToken" in refused["one"].error
+    )
+    assert "s3cret" not in refused["one"].error
+    allowed = PrometheusSpec(url=url, allowInsecureBearerToken=True)
+    measure(plan("one"), allowed, Credentials(bearer_token="s3cret"))
     assert FakePrometheus.seen[-1]["auth"] == "Bearer s3cret"
+
+
+def test_error_text_is_short_and_never_the_response_body(server):
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    FakePrometheus.answers["huge"] = (
+        400,
+        {"status": "error", "errorType": "bad_data", "error": "x" * 5000, "data": "secret-ish"},
+    )
+    FakePrometheus.answers["odd"] = (200, {"status": "success", "data": {"a": "secret-ish"}})
+    got = outcomes(measure(plan("huge", "odd"), PrometheusSpec(url=url), Credentials()))
+    assert got["huge"].error.startswith(f"Prometheus at {url} answered HTTP 400 bad_data: xxx")
+    assert len(got["huge"].error) <= 300 and "secret-ish" not in got["huge"].error
+    assert "unreadable answer" in got["odd"].error and "secret-ish" not in got["odd"].error
 
 
 def test_unreachable_prometheus_is_an_error_outcome_quickly():

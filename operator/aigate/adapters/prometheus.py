@@ -7,7 +7,9 @@ is down" is an input to decide(), which judges it inconclusive.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +49,20 @@ def redact_url(url: str) -> str:
 
 
 def measure(plan: MeasurementPlan, spec: PrometheusSpec, credentials: Credentials) -> Measurements:
+    if (
+        credentials.bearer_token
+        and spec.url.startswith("http://")
+        and not (spec.allow_insecure_bearer_token)
+    ):
+        # A bearer token over plain HTTP can be read by anyone on the path: refused unless
+        # the spec says so explicitly. Every metric is then an error outcome, never a pass.
+        refused = QueryOutcome.failed(
+            f"refusing to send the bearer token to {redact_url(spec.url)} over plain http: use "
+            f"https, or set prometheus.allowInsecureBearerToken"
+        )
+        return Measurements.of(
+            plan, tuple(MetricResult(q.metric, q.query, refused) for q in plan.queries)
+        )
     timeout = max(parse_duration(spec.timeout).total_seconds(), 0.1)
     ca_file = None
     session = requests.Session()
@@ -108,7 +124,7 @@ def _query_once(
         )
     except PrometheusApiClientException as error:
         return QueryOutcome.failed(
-            _short(f"Prometheus at {redact_url(url)} answered {error}")
+            _short(f"Prometheus at {redact_url(url)} answered {_answer_summary(str(error))}")
         ), "http"
     except requests.exceptions.SSLError as error:
         return QueryOutcome.failed(
@@ -125,9 +141,9 @@ def _query_once(
         return QueryOutcome.failed(
             _short(f"Prometheus at {redact_url(url)} unreachable: {type(error).__name__}")
         ), "unreachable"
-    except ValueError as error:  # a body that is not JSON
+    except (ValueError, KeyError, TypeError) as error:  # not JSON, or not a query result
         return QueryOutcome.failed(
-            _short(f"unreadable answer from Prometheus: {error}")
+            f"unreadable answer from Prometheus at {redact_url(url)} ({type(error).__name__})"
         ), "unreadable"
     outcome = _samples(data)
     return outcome, "unreadable" if outcome.error else ""
@@ -140,7 +156,28 @@ def _samples(data: Any) -> QueryOutcome:
             return QueryOutcome(samples=(float(data[1]),))  # scalar: [time, "value"]
         return QueryOutcome(samples=tuple(float(series["value"][1]) for series in data))
     except (TypeError, KeyError, IndexError, ValueError) as error:
-        return QueryOutcome.failed(_short(f"unexpected result shape ({error}): {data!r}"))
+        return QueryOutcome.failed(_short(f"unexpected result shape ({type(error).__name__})"))
+
+
+_STATUS = re.compile(r"HTTP Status Code (\d+)")
+_BODY = re.compile(r"\(b'(.*)'\)\s*$", re.S)
+_MAX_PROMQL_ERROR = 160
+
+
+def _answer_summary(text: str) -> str:
+    """HTTP status and, from a Prometheus error document, its errorType and a short error
+    message (e.g. a PromQL parse error); never the raw response body."""
+    status = _STATUS.search(text)
+    summary = f"HTTP {status.group(1)}" if status else "an error"
+    body = _BODY.search(text)
+    try:
+        document = json.loads(body.group(1)) if body else None
+    except ValueError:
+        document = None
+    if isinstance(document, dict) and document.get("status") == "error":
+        error = str(document.get("error", ""))[:_MAX_PROMQL_ERROR]
+        summary += f" {document.get('errorType', '')}: {error}".rstrip(": ")
+    return summary
 
 
 def _short(text: str) -> str:

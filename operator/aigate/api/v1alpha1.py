@@ -184,6 +184,11 @@ class PrometheusSpec(_BoundedDurations):
         None, description="Secret key holding a PEM CA bundle for https."
     )
     insecure_skip_verify: bool = False
+    allow_insecure_bearer_token: bool = Field(
+        False,
+        description="Send bearerTokenSecret's token over plain http:// too (refused by default: "
+        "anyone on the path could read it).",
+    )
 
 
 class TrafficGuard(schema.BaseModel):
