@@ -130,6 +130,14 @@ def template_revision(item) -> str:
     return (item.spec.template.metadata.labels or {}).get(REVISION, "") if item else ""
 
 
+def in_stages(aid: Aid) -> dict[str, Any]:
+    """The status, failing at once (with the reason) if the rollout left its stages."""
+    status = aid.status()
+    if status.get("phase") not in ("Progressing", "Paused"):
+        raise AssertionError(f"the rollout left its stages: {status.get('lastTransition')}")
+    return status
+
+
 def at(text: str) -> datetime:
     moment = parse_rfc3339(text)
     assert moment is not None, f"not an RFC 3339 time: {text!r}"
@@ -356,9 +364,9 @@ def test_b_scaling_during_a_long_stage_does_not_trip_the_progress_deadline(
         aid.patch({"spec": {"replicas": 6}})
         wait_for(
             lambda: (
-                (deployment(aid, "canary").spec.replicas == 3)
+                rollout_of(in_stages(aid)).get("readySince")
+                and deployment(aid, "canary").spec.replicas == 3
                 and len(aid.ready_pods("canary")) == 3
-                and rollout_of(aid.status()).get("readySince")
             ),
             timeout=TIMEOUT,
             what="the canary resized to 3 and Ready",
@@ -379,7 +387,7 @@ def test_b_scaling_during_a_long_stage_does_not_trip_the_progress_deadline(
             deleted_at = datetime.now(UTC)
             aid.core.delete_namespaced_pod(victim, namespace)
             wait_for(
-                lambda: not rollout_of(aid.status()).get("readySince"),
+                lambda: not rollout_of(in_stages(aid)).get("readySince"),
                 timeout=TIMEOUT,
                 what="the operator sees the canary short of a Ready pod",
             )
