@@ -279,8 +279,9 @@ def test_a_new_revision_during_promotion_passes_its_own_stages(
                 timeout=TIMEOUT,
                 what="v2 Promoting, its template asked for on stable",
             )
+            # asked for, not rolled: the Deployment controller has not seen the new template
             assert (stable.status.observed_generation or 0) < stable.metadata.generation
-            assert {p.metadata.labels[REVISION] for p in aid.pods("stable")} == {v1}  # ...not run
+            assert {p.metadata.labels[REVISION] for p in aid.pods("stable")} == {v1}
             status = aid.status()
             assert status["serving"]["revision"] == v1 and candidate_of(status) == v2
             assert aid.condition("Reconciling")["reason"] == "Promoting"
