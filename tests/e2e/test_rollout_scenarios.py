@@ -238,7 +238,7 @@ def test_a_new_revision_during_promotion_passes_its_own_stages(
     stages = [
         {"name": "canary-10", "weight": 10, "duration": "3s"},
         {"name": "canary-50", "weight": 50, "duration": "3s"},
-        {"name": "full", "weight": 100, "duration": "4s"},
+        {"name": "full", "weight": 100, "duration": "6s"},  # room to suspend controllers
     ]
     aid, v1 = stable_v1(cluster, api_client, namespace, stages=stages)
     v2 = roll_out(aid, spec_of(cluster, "2.5.0", stages=stages))
@@ -439,8 +439,13 @@ def test_b_scaling_during_a_long_stage_does_not_trip_the_progress_deadline(
 def test_d_stable_deleted_mid_canary_is_recreated_and_canary_not_promoted_meanwhile(
     cluster, api_client, namespace, servers
 ):
-    aid, v1 = stable_v1(cluster, api_client, namespace)
-    v2 = roll_out(aid, spec_of(cluster, "2.5.0"))
+    stages = [
+        {"name": "canary-10", "weight": 10, "duration": "6s"},  # room to delete stable in
+        {"name": "canary-50", "weight": 50, "duration": "3s"},
+        {"name": "full", "weight": 100, "duration": "2s"},
+    ]
+    aid, v1 = stable_v1(cluster, api_client, namespace, stages=stages)
+    v2 = roll_out(aid, spec_of(cluster, "2.5.0", stages=stages))
     wait_for(
         lambda: (
             aid.status().get("stage") == "canary-10"
@@ -485,7 +490,7 @@ def test_d_stable_deleted_mid_canary_is_recreated_and_canary_not_promoted_meanwh
                     and not entries(aid.status(), "StagePassed", v2)
                     and aid.condition("Reconciling").get("reason") == "StableRecovering"
                 ),
-                duration=6,  # twice canary-10's duration
+                duration=10,  # longer than all of canary-10
                 what="canary-10 held while stable is not at full strength",
             )
         new_uid = recreated.metadata.uid
@@ -536,7 +541,7 @@ def test_d_stable_deleted_mid_canary_is_recreated_and_canary_not_promoted_meanwh
     back = next(
         i for i, (_, uid, ready) in enumerate(samples) if i > gone and uid == new_uid and ready == 4
     )
-    assert back - gone > 5  # sampled along the 6 s held
+    assert back - gone > 10  # sampled along the 10 s held
     during = {phase for phase, _, _ in samples[gone:back]}
     assert during <= {"Progressing", "Paused"}, during
     assert all(h["toPhase"] != "RollingBack" for h in status["history"])
