@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -374,6 +376,26 @@ class LocalCluster:
         self.processes["prometheus"].wait_ready(
             lambda: http_ok(f"{self.info.prometheus_url}/-/ready"), 60, "ready"
         )
+
+    @contextlib.contextmanager
+    def paused(self, *names: str) -> Iterator[None]:
+        """Suspends components (SIGSTOP) for the block and always resumes them (SIGCONT), so a
+        test can freeze, e.g., Deployment rollouts or pod readiness at a chosen moment."""
+        suspended: list[Process] = []
+        try:
+            for name in names:
+                process = self.processes[name]
+                process.suspend()
+                suspended.append(process)
+            yield
+        finally:
+            for process in reversed(suspended):
+                process.resume()
+
+    def pause_controllers(self) -> contextlib.AbstractContextManager[None]:
+        """kube-controller-manager suspended for the block: no Deployment, ReplicaSet or
+        garbage-collector progress, so Deployment status stays as it was."""
+        return self.paused("kube-controller-manager")
 
     def stop_prometheus(self) -> None:
         """Stops Prometheus (to test analysis while it is down); restart_prometheus() undoes it."""

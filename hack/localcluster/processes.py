@@ -76,11 +76,24 @@ class Process:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
 
+    def suspend(self) -> None:
+        """SIGSTOP: the process keeps its state and connections but does nothing."""
+        if self.running():
+            assert self.popen is not None
+            self.popen.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: undoes suspend() (harmless if it is not suspended)."""
+        if self.running():
+            assert self.popen is not None
+            self.popen.send_signal(signal.SIGCONT)
+
     def stop(self, timeout: float = 15.0) -> None:
         if not self.running():
             return
         assert self.popen is not None
         self.popen.send_signal(signal.SIGTERM)
+        self.popen.send_signal(signal.SIGCONT)  # a suspended process handles SIGTERM only then
         try:
             self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
