@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 
 from aigate.core.gate import parse_rfc3339
 from aigate.core.requests import value_digest
-from aigate.core.revision import compute_revision
+from aigate.core.revision import compute_revision, short
 from support.factories import approval_annotations, spec_model
 from support.kube import GROUP, PLURAL, VERSION, Aid
 from support.scenarios import HEALTHY, NAME, ModelServers, plan
@@ -33,7 +33,7 @@ from support.waiting import holds_for, wait_for
 pytestmark = pytest.mark.usefixtures("operator")
 
 TIMEOUT = 120
-REVISION = "aigate.dev/revision"
+REVISION = "aigate.dev/revision"  # labels carry short(revision); the annotation the full one
 
 
 @pytest.fixture
@@ -251,8 +251,8 @@ def test_a_new_revision_during_promotion_passes_its_own_stages(
         v3 pod seen first implies the record is there when the status is read after."""
         pods = aid.pods("stable")
         stable = deployment(aid, "stable")
-        on_stable = template_revision(stable) == v3 or any(
-            p.metadata.labels.get(REVISION) == v3 for p in pods
+        on_stable = template_revision(stable) == short(v3) or any(
+            p.metadata.labels.get(REVISION) == short(v3) for p in pods
         )
         passed = any(h.get("stage") == "full" for h in entries(aid.status(), "StagePassed", v3))
         return on_stable, passed
@@ -273,7 +273,7 @@ def test_a_new_revision_during_promotion_passes_its_own_stages(
             stable = wait_for(
                 lambda: (
                     aid.phase() == "Promoting"
-                    and template_revision(d := deployment(aid, "stable")) == v2
+                    and template_revision(d := deployment(aid, "stable")) == short(v2)
                     and d
                 ),
                 timeout=TIMEOUT,
@@ -281,7 +281,7 @@ def test_a_new_revision_during_promotion_passes_its_own_stages(
             )
             # asked for, not rolled: the Deployment controller has not seen the new template
             assert (stable.status.observed_generation or 0) < stable.metadata.generation
-            assert {p.metadata.labels[REVISION] for p in aid.pods("stable")} == {v1}
+            assert {p.metadata.labels[REVISION] for p in aid.pods("stable")} == {short(v1)}
             status = aid.status()
             assert status["serving"]["revision"] == v1 and candidate_of(status) == v2
             assert aid.condition("Reconciling")["reason"] == "Promoting"
@@ -297,8 +297,8 @@ def test_a_new_revision_during_promotion_passes_its_own_stages(
                 lambda: (
                     aid.phase() == "Promoting"
                     and candidate_of(aid.status()) == v2
-                    and template_revision(deployment(aid, "stable")) == v2
-                    and template_revision(deployment(aid, "canary")) == v2
+                    and template_revision(deployment(aid, "stable")) == short(v2)
+                    and template_revision(deployment(aid, "canary")) == short(v2)
                 ),
                 duration=3,
                 what="v2's promotion goes on with v2's template while v3 waits",
@@ -327,7 +327,7 @@ def test_a_new_revision_during_promotion_passes_its_own_stages(
     assert index_of(status, "StagePassed", v3, "full") < index_of(status, "Promoted", v3)
     assert not entries(status, "CanarySuperseded")
     assert all(h["toPhase"] != "RollingBack" for h in status["history"])
-    assert all(p.metadata.labels[REVISION] == v3 for p in aid.ready_pods("stable"))
+    assert all(p.metadata.labels[REVISION] == short(v3) for p in aid.ready_pods("stable"))
     wait_for(lambda: not aid.pods("canary"), timeout=TIMEOUT, what="canary pods gone")
 
 
@@ -479,7 +479,7 @@ def test_d_stable_deleted_mid_canary_is_recreated_and_canary_not_promoted_meanwh
                 timeout=TIMEOUT,
                 what="the stable Deployment recreated",
             )
-            assert template_revision(recreated) == v1
+            assert template_revision(recreated) == short(v1)
             assert recreated.metadata.annotations[REVISION] == v1
             assert recreated.spec.template.spec.containers[0].image == "fake-model:2.4.0"
             assert recreated.spec.replicas == 4
@@ -510,7 +510,7 @@ def test_d_stable_deleted_mid_canary_is_recreated_and_canary_not_promoted_meanwh
         wait_for(
             lambda: (
                 len(pods := pods_of_recreated()) == 4
-                and all(p.metadata.labels[REVISION] == v1 for p in pods)
+                and all(p.metadata.labels[REVISION] == short(v1) for p in pods)
             ),
             timeout=TIMEOUT,
             what="4 Ready v1 pods of the recreated stable Deployment",
