@@ -26,11 +26,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from aigate.api.v1alpha1 import Phase
 
 # ---- the operator's own work ---------------------------------------------------------------
 
@@ -61,19 +63,7 @@ for _kind in QUERY_ERROR_KINDS:
 
 # ---- per AIDeployment ---------------------------------------------------------------------
 
-PHASES = (
-    "Pending",
-    "AwaitingApproval",
-    "Deploying",
-    "Progressing",
-    "Paused",
-    "Promoting",
-    "Verifying",
-    "Stable",
-    "RollingBack",
-    "RolledBack",
-    "Failed",
-)
+PHASES: tuple[str, ...] = get_args(Phase)  # the API's closed set of phases
 VERDICTS = ("Pass", "Fail", "Inconclusive")
 _RESOURCE = ["namespace", "name"]
 _MEASURED = [*_RESOURCE, "metric", "track"]

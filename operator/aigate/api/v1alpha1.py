@@ -186,7 +186,7 @@ class PrometheusSpec(_BoundedDurations):
     insecure_skip_verify: bool = False
     allow_insecure_bearer_token: bool = Field(
         False,
-        description="Send bearerTokenSecret's token over plain http:// too (refused by default: "
+        description="Send bearerTokenSecret's token over plain http:// too (refused unless set: "
         "anyone on the path could read it).",
     )
 

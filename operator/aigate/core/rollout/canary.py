@@ -77,24 +77,10 @@ def _aborted(d: Draft, rollout: RolloutState) -> bool:
     abort = d.pending("abort")
     if abort is None:
         return False
-    candidate = rollout.candidate
-    if not abort.names_revision(candidate.revision):
-        d.handle(abort, f"ignored: it names another revision than {candidate.revision}")
-        return False
-    d.handle(abort, "rolling back the canary")
-    who = f" by {abort.by}" if abort.by else ""
     assert d.status.serving is not None
-    effects.begin_rollback(
-        d,
-        "AbortRequested",
-        f"abort requested ({abort.value!r}{who})",
-        bad=candidate,
-        target=d.status.serving,
-        trigger=RollbackTrigger(
-            kind="Request", detail=f"aigate.dev/abort={abort.value!r}{who}", request=abort.value
-        ),
+    return effects.abort_to(
+        d, abort, bad=rollout.candidate, target=d.status.serving, what="the canary"
     )
-    return True
 
 
 def _answer_other_promotes(d: Draft, rollout: RolloutState, plan: AIDeploymentSpec) -> None:

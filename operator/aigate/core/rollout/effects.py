@@ -20,6 +20,7 @@ from aigate.api.v1alpha1 import (
 )
 from aigate.core import analysis as an
 from aigate.core.gate import format_rfc3339, parse_rfc3339
+from aigate.core.requests import Request
 from aigate.core.rollout.draft import Draft
 from aigate.core.rollout.model import (
     MAX_BACKOFF,
@@ -210,6 +211,35 @@ def begin_rollback(
         evidence,
         subject=(bad.revision, bad.version),
     )
+
+
+def abort_to(
+    d: Draft,
+    abort: Request,
+    *,
+    bad: RevisionSnapshot,
+    target: RevisionSnapshot,
+    what: str,
+    during: str = "",
+) -> bool:
+    """Acts on an abort request: rolls `bad` back to `target`, unless the request names
+    another revision (then it is recorded as ignored). True when a rollback started."""
+    if not abort.names_revision(bad.revision):
+        d.handle(abort, f"ignored: it names another revision than {bad.revision}")
+        return False
+    d.handle(abort, f"rolling back {what}")
+    who = f" by {abort.by}" if abort.by else ""
+    begin_rollback(
+        d,
+        "AbortRequested",
+        f"abort requested ({abort.value!r}{who}){during}",
+        bad=bad,
+        target=target,
+        trigger=RollbackTrigger(
+            kind="Request", detail=f"aigate.dev/abort={abort.value!r}{who}", request=abort.value
+        ),
+    )
+    return True
 
 
 def metric_trigger(detail: str, evidence: MeasurementRecord | None) -> RollbackTrigger:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from aigate.api.durations import format_duration, parse_duration
-from aigate.api.v1alpha1 import AnalysisState, RollbackTrigger, WatchState
+from aigate.api.v1alpha1 import AnalysisState, WatchState
 from aigate.core.gate import format_rfc3339
 from aigate.core.rollout import effects
 from aigate.core.rollout.draft import Draft
@@ -79,22 +79,14 @@ def _aborted(d: Draft) -> bool:
     if d.status.phase == "Deploying" or serving is None:
         d.handle(abort, "ignored: the first version has nothing to roll back to")
         return False
-    if not abort.names_revision(rollout.candidate.revision):
-        d.handle(abort, f"ignored: it names another revision than {rollout.candidate.revision}")
-        return False
-    d.handle(abort, "rolling back the promotion")
-    who = f" by {abort.by}" if abort.by else ""
-    effects.begin_rollback(
+    return effects.abort_to(
         d,
-        "AbortRequested",
-        f"abort requested ({abort.value!r}{who}) during the promotion",
+        abort,
         bad=rollout.candidate,
         target=serving,
-        trigger=RollbackTrigger(
-            kind="Request", detail=f"aigate.dev/abort={abort.value!r}{who}", request=abort.value
-        ),
+        what="the promotion",
+        during=" during the promotion",
     )
-    return True
 
 
 def _waiting(d: Draft, waiting_since: str) -> None:

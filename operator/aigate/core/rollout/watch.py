@@ -79,22 +79,14 @@ def _aborted(d: Draft) -> bool:
     if s.previous is None:
         d.handle(abort, "ignored: the first version has nothing to roll back to")
         return False
-    if not abort.names_revision(s.serving.revision):
-        d.handle(abort, f"ignored: it names another revision than {s.serving.revision}")
-        return False
-    d.handle(abort, "rolling back to the previous version")
-    who = f" by {abort.by}" if abort.by else ""
-    effects.begin_rollback(
+    return effects.abort_to(
         d,
-        "AbortRequested",
-        f"abort requested ({abort.value!r}{who}) during the watch",
+        abort,
         bad=s.serving,
         target=s.previous,
-        trigger=RollbackTrigger(
-            kind="Request", detail=f"aigate.dev/abort={abort.value!r}{who}", request=abort.value
-        ),
+        what="to the previous version",
+        during=" during the watch",
     )
-    return True
 
 
 def _breach(d: Draft, why: str, trigger: RollbackTrigger) -> None:
