@@ -1364,3 +1364,16 @@ def test_q_reverting_to_the_serving_revision_needs_no_approval_and_scaling_stays
             f"version 2.4.0 (revision {v1}) serving with {replicas}/{replicas} replicas Ready"
         )
     assert world.canary is None and world.status.serving.revision == v1
+
+
+def test_h_a_vanished_stable_under_an_unusable_spec_returns_at_the_last_known_replicas():
+    """With the spec unusable there is no spec.replicas to read: a stable Deployment that
+    disappears meanwhile comes back at the last replica count the operator could read."""
+    world = serving(replicas=4)
+    world.change_spec(None, BAD_SPEC)
+    world.run_until(lambda w: w.status.phase == "Failed")
+    assert world.status.replicas == 4
+    world.delete_child("stable")
+    world.run_until(lambda w: w.stable is not None and w.stable.rolled_out)
+    assert world.stable.replicas == 4 and world.status.phase == "Failed"
+    assert [h.reason for h in world.history()].count("StableRecreated") == 1

@@ -537,6 +537,10 @@ class AIDeploymentStatus(schema.BaseModel):
     ready_replicas: int = 0
     canary_ready_replicas: int = 0
     # control state
+    replicas: int = Field(
+        0, description="The last spec.replicas the operator could read: what a vanished stable "
+        "Deployment is recreated with while the spec cannot be used."
+    )
     serving: schema.Optional[RevisionSnapshot] = None
     previous: schema.Optional[RevisionSnapshot] = None
     rollout: schema.Optional[RolloutState] = None

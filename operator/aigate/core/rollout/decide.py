@@ -77,6 +77,8 @@ def _show(d: Draft) -> None:
     """The display fields, derived from the control state and what was observed."""
     s, observed = d.status, d.inputs.observed
     s.short_revision = short(s.revision)
+    if d.spec is not None:
+        s.replicas = d.spec.replicas
     stable, canary_state = observed.stable, observed.canary
     s.stable_revision = stable.revision if stable else ""
     s.stable_version = stable.version if stable else ""

@@ -52,11 +52,14 @@ class Draft:
 
     @property
     def replicas(self) -> int:
-        """spec.replicas; with an unusable spec, what stable runs (never a guess of 0)."""
+        """spec.replicas; with an unusable spec, what stable runs, or the last spec.replicas
+        recorded (never a guess of 0)."""
         if self.spec is not None:
             return self.spec.replicas
         stable = self.sit.stable
-        return stable.replicas if stable is not None and stable.replicas > 0 else 1
+        if stable is not None and stable.replicas > 0:
+            return stable.replicas
+        return self.status.replicas or 1
 
     def authorised(self) -> bool:
         """The spec's revision may be deployed: its gate is open, its approval was recorded,
