@@ -140,45 +140,66 @@ async def reconcile(
     _log_decision(context, decision)
     model_name = _model_name(spec, decision.status)
 
-    for action in decision.actions:
-        try:
-            await _act(kube, owner, model_name, action)
-        except RejectedError as error:
-            # Recorded for decide() to weigh: a refused candidate stops its rollout; a
-            # refused rollback or promotion is retried with backoff.
-            apply_error = _apply_error(decision.status, inputs.generation, action, str(error))
-            await asyncio.to_thread(
-                kube.patch_status, namespace, name, None, {"applyError": apply_error}
-            )
-            log.warning("apply refused: %s", error, extra=context)
-            warning = rollout.Event("Warning", "ApplyRefused", str(error))
-            return Outcome(
-                body=body,
-                events=(*decision.events, warning),
-                requeue_after=5.0,
-                status=new_status,
-                measurements=decision.new_measurements,
-            )
-    if decision.status.apply_error is not None and decision.actions:
-        # Every apply went through: the refusal is over (a merge patch with null removes it).
-        await asyncio.to_thread(kube.patch_status, namespace, name, None, {"applyError": None})
+    refused = await _apply_all(kube, owner, model_name, decision, inputs.generation, now())
+    events = decision.events
+    if refused is not None:
+        log.warning("apply refused: %s", refused.message, extra=context)
+        events = (*events, rollout.Event("Warning", "ApplyRefused", refused.message))
     return Outcome(
         body=body,
-        events=decision.events,
-        requeue_after=decision.requeue_after,
+        events=events,
+        requeue_after=5.0 if refused is not None else decision.requeue_after,
         status=new_status,
         measurements=decision.new_measurements,
     )
 
 
+async def _apply_all(
+    kube: KubeAdapter,
+    owner: Owner,
+    model_name: str,
+    decision: rollout.Decision,
+    generation: int,
+    at: datetime,
+) -> ApplyError | None:
+    """Every action, each on its own: one refused apply never keeps the others (deleting a
+    canary above all) from happening. The first refusal is recorded for decide() to weigh;
+    a recorded refusal ends when an apply of the same child goes through."""
+    status = decision.status
+    refused: ApplyError | None = None
+    cleared = False
+    for action in decision.actions:
+        try:
+            await _act(kube, owner, model_name, action)
+        except RejectedError as error:
+            refused = refused or _apply_error(status, generation, action, str(error), at)
+            continue
+        previous = status.apply_error
+        cleared = cleared or (previous is not None and _track(action) == previous.track)
+    if refused is not None:
+        patch: dict[str, Any] | None = refused.model_dump(mode="json", by_alias=True)
+    elif cleared:
+        patch = None  # a merge patch with null removes applyError
+    else:
+        return None
+    await asyncio.to_thread(
+        kube.patch_status, owner.namespace, owner.name, None, {"applyError": patch}
+    )
+    return refused
+
+
+def _track(action: rollout.Action) -> str:
+    return "service" if isinstance(action, rollout.ApplyService) else getattr(action, "track", "")
+
+
 def _apply_error(
-    status: AIDeploymentStatus, generation: int, action: rollout.Action, message: str
-) -> dict[str, Any]:
-    track = "service" if isinstance(action, rollout.ApplyService) else getattr(action, "track", "")
-    now_iso = format_rfc3339(datetime.now(UTC))
+    status: AIDeploymentStatus, generation: int, action: rollout.Action, message: str, at: datetime
+) -> ApplyError:
+    track = _track(action)
+    now_iso = format_rfc3339(at)
     previous = status.apply_error
     same = previous is not None and (previous.phase, previous.track) == (status.phase, track)
-    error = ApplyError(
+    return ApplyError(
         generation=generation,
         phase=status.phase,
         track=track,
@@ -187,7 +208,6 @@ def _apply_error(
         since=previous.since if same and previous else now_iso,
         last_at=now_iso,
     )
-    return error.model_dump(mode="json", by_alias=True)
 
 
 async def _report_unreadable_status(

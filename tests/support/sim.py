@@ -176,34 +176,45 @@ class World:
         self.now += advance
 
     def _act(self, actions: tuple[rollout.Action, ...]) -> None:
+        """As reconciler._apply_all does: each action on its own, the first refusal
+        recorded, a recorded refusal cleared once an apply of the same child goes through."""
         faults, self.faults = self.faults, Faults()
         self.applied = []
         if faults.lose_actions:
             return
+        refused, cleared = False, False
         for index, action in enumerate(actions):
             if faults.cut_after is not None and index >= faults.cut_after:
-                return
+                return  # a 5xx: the reconcile ends, nothing recorded
             if (
                 faults.reject_next_apply
-                and isinstance(action, rollout.ApplyDeployment)
-                and faults.reject_track in ("", action.track)
+                and faults.reject_track in ("", _track(action))
+                and (not isinstance(action, rollout.DeleteDeployment))
             ):
-                self._record_rejection(action, faults.reject_next_apply)
-                return
+                if not refused:
+                    self._record_rejection(action, faults.reject_next_apply)
+                refused = True
+                continue
             self._apply(action)
             self.applied.append(action)
+            error = self.status.apply_error
+            cleared = cleared or (error is not None and error.track == _track(action))
+        if cleared and not refused:
+            status = self.status.model_copy(deep=True)
+            status.apply_error = None
+            self.status = status
 
-    def _record_rejection(self, action: rollout.ApplyDeployment, message: str) -> None:
+    def _record_rejection(self, action: rollout.Action, message: str) -> None:
         previous = self.status.apply_error
         same = previous is not None and (previous.phase, previous.track) == (
             self.status.phase,
-            action.track,
+            _track(action),
         )
         status = self.status.model_copy(deep=True)
         status.apply_error = ApplyError(
             generation=self.generation,
             phase=self.status.phase,
-            track=action.track,
+            track=_track(action),
             message=message,
             attempts=previous.attempts + 1 if same and previous else 1,
             last_at=format_rfc3339(self.now),
@@ -268,6 +279,10 @@ class World:
 
     def history(self) -> list:
         return [h for d in self.decisions for h in d.new_history]
+
+
+def _track(action: rollout.Action) -> str:
+    return "service" if isinstance(action, rollout.ApplyService) else getattr(action, "track", "")
 
 
 # ---- a standard plan and worlds built on it ----------------------------------------------

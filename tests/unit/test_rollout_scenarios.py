@@ -24,7 +24,7 @@ from aigate.core.requests import value_digest
 from aigate.core.revision import compute_revision
 from aigate.core.verdict import QueryOutcome, judge
 from support.factories import approved_for
-from support.sim import T0, World, plan_spec, serving, upgrade
+from support.sim import T0, Faults, World, plan_spec, serving, upgrade
 
 HEALTHY = QueryOutcome(samples=(0.001,))
 BAD_SPEC = "spec.rollout.analysis.metrics[0].query: unknown placeholder(s) ['bogus']"
@@ -1377,3 +1377,88 @@ def test_h_a_vanished_stable_under_an_unusable_spec_returns_at_the_last_known_re
     world.run_until(lambda w: w.stable is not None and w.stable.rolled_out)
     assert world.stable.replicas == 4 and world.status.phase == "Failed"
     assert [h.reason for h in world.history()].count("StableRecreated") == 1
+
+
+# ---- found by an adversarial review of the state machine -------------------------------
+
+
+def test_review_a_refused_service_never_keeps_a_rolled_back_canary_serving():
+    world = serving()
+    upgrade(world)
+    world.run_until(lambda w: w.status.rollout is not None and w.status.rollout.ready_since)
+    annotate(world, "abort", "INC-1")
+    for _ in range(40):  # the Service is refused on every apply
+        world.faults = Faults(reject_next_apply="HTTP 422: denied", reject_track="service")
+        world.step(timedelta(seconds=30))
+    assert world.canary is None  # deleted whatever happens to the Service
+    assert world.status.phase == "RolledBack"
+
+
+def test_review_a_status_from_the_previous_aigate_is_routed_afresh_not_crashed_on():
+    world = serving()
+    v2 = upgrade(world)
+    world.run_until(lambda w: w.status.rollout is not None and w.status.rollout.ready_since)
+    old = world.status.model_dump(mode="json", by_alias=True)
+    for field in ("rollout", "serving", "watch", "rollback"):
+        old.pop(field, None)
+    old.update({"stageIndex": 0, "analysis": {"track": "canary"}})  # the old shape
+    world.status = AIDeploymentStatus.model_validate(old)
+    world.step()
+    assert "ControlStateMissing" in [h.reason for h in world.history()]
+    world.run_until(lambda w: w.status.phase == "Stable" and w.stable.revision == v2)
+    passed = [h.stage for h in world.history() if h.reason == "StagePassed" and h.revision == v2]
+    assert passed[-3:] == ["canary-10", "canary-50", "full"]  # its stages, from the start
+
+
+def test_review_an_adopted_serving_version_keeps_its_service_settings():
+    world = serving(port=8080)
+    status = world.status.model_dump(mode="json", by_alias=True)
+    status.pop("serving")
+    world.status = AIDeploymentStatus.model_validate({**status, "phase": "Pending"})
+    world.service = ("adopted", 8080, 8080)
+    upgrade(world, port=9090)
+    world.outcome = lambda track, metric, at: QueryOutcome(
+        samples=(0.5 if track == "canary" and metric == "error-rate" else 0.001,)
+    )
+    world.run_until(lambda w: w.status.phase == "RolledBack")
+    assert world.service[1:] == (8080, 8080)  # never the candidate's port
+
+
+def test_review_an_approval_recorded_while_waiting_is_not_used_after_it_expired():
+    world = serving()
+    upgrade(world, monitor="3h")
+    world.run_until(lambda w: w.status.phase == "Verifying")
+    raw = plan_spec("2.6.0").model_dump(mode="json", by_alias=True, exclude_unset=True)
+    raw["governance"] = {"approvalTTL": "1h"}
+    v3_spec = AIDeploymentSpec.model_validate(raw)
+    world.change_spec(v3_spec)
+    world.annotations = approved_for(v3_spec, world.now, age=timedelta(minutes=1))
+    world.step()
+    world.annotations = {}  # the approval is withdrawn from the annotations
+    world.run_until(lambda w: w.status.phase != "Verifying", advance=timedelta(minutes=5))
+    assert world.status.phase == "AwaitingApproval"  # expired before it could be used
+    assert world.stable.version == "2.5.0"
+
+
+def test_review_a_stage_index_outside_the_plan_restarts_the_canary():
+    world = serving()
+    upgrade(world)
+    world.run_until(lambda w: w.status.rollout is not None and w.status.rollout.ready_since)
+    status = world.status.model_copy(deep=True)
+    status.rollout.stage_index = 99
+    world.status = status
+    world.step()
+    assert world.status.phase == "Progressing" and world.status.rollout.stage_index == 0
+    assert world.history()[-1].reason == "CanarySuperseded"
+
+
+def test_review_a_clock_stepping_back_never_stretches_a_backoff():
+    world = serving(monitor="10m")
+    upgrade(world, monitor="10m")
+    world.run_until(lambda w: w.status.phase == "Verifying")
+    annotate(world, "abort", "INC-2")
+    world.faults = Faults(reject_next_apply="HTTP 422: denied", reject_track="stable")
+    world.step(timedelta(0))
+    world.now -= timedelta(hours=1)
+    held = rollout.decide(world.inputs())
+    assert held.requeue_after <= 10.0

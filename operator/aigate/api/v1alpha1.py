@@ -417,7 +417,7 @@ class RolloutState(schema.BaseModel):
     attempt: int = Field(..., description="Sequence number of this attempt (status.attempts).")
     candidate: RevisionSnapshot
     started_at: str
-    stage_index: int = 0
+    stage_index: int = Field(0, ge=0)
     stage: str = Field("", description="The name of stage stageIndex (for display).")
     weight: int = Field(0, description="The weight of stage stageIndex (for display).")
     canary_replicas: int = Field(0, description="The canary size last asked for.")

@@ -19,9 +19,15 @@ def run(d: Draft) -> None:
     rollout = d.status.rollout
     assert rollout is not None and d.status.serving is not None
     plan = plan_of(rollout.candidate)
-    if plan is None or not _still_wanted(d, rollout) or _aborted(d, rollout):
-        if plan is None and d.status.rollout is rollout:
-            _cancel(d, "its recorded content does not match its revision")
+    if plan is None or not 0 <= rollout.stage_index < len(plan.rollout.stages):
+        why = (
+            "its recorded content does not match its revision"
+            if plan is None
+            else (f"status.rollout.stageIndex {rollout.stage_index} is not a stage of its plan")
+        )
+        _restart(d, why)
+        return
+    if not _still_wanted(d, rollout) or _aborted(d, rollout):
         return
     _answer_other_promotes(d, rollout, plan)
     stable_full = effects.keep_serving(d)
@@ -54,6 +60,25 @@ def _still_wanted(d: Draft, rollout: RolloutState) -> bool:
         return False
     _cancel(d, where.message)
     return False
+
+
+def _restart(d: Draft, why: str) -> None:
+    """A rollout whose recorded state cannot be trusted starts again from its first stage
+    with the spec's approved content (or is cancelled if the spec no longer asks for it)."""
+    where = route(d)
+    if where.phase != "Progressing":
+        _cancel(d, why)
+        return
+    assert d.spec is not None
+    effects.end_rollout(d, "restarted")
+    effects.begin_rollout(d, snapshot_of(d.spec))
+    d.goto(
+        "Progressing",
+        "CanarySuperseded",
+        f"canary restarted from its first stage: {why}",
+        "Warning",
+        subject=d.subject_of_spec(),
+    )
 
 
 def _cancel(d: Draft, why: str) -> None:

@@ -46,6 +46,7 @@ def decide(inputs: Inputs) -> Decision:
         return unreadable_status(inputs)
     d = Draft(classify(inputs))
     adopt_unrecorded_stable(d)
+    _restart_without_control_state(d)
     record_approval(d)
     for _ in range(MAX_HOPS):
         d.moved = False
@@ -57,6 +58,35 @@ def decide(inputs: Inputs) -> Decision:
         raise RuntimeError(f"decide() did not settle within {MAX_HOPS} phase changes")
     _show(d)
     return d.decision()
+
+
+# The control state each phase needs: without it (a status written by an older aigate, or
+# edited), the phase cannot be continued and the resource is routed afresh from Pending.
+_NEEDS = {
+    "Deploying": ("rollout",),
+    "Progressing": ("rollout", "serving"),
+    "Paused": ("rollout", "serving"),
+    "Promoting": ("rollout", "serving"),
+    "Verifying": ("watch", "serving"),
+    "RollingBack": ("rollback",),
+    "Stable": ("serving",),
+    "RolledBack": ("serving",),
+}
+
+
+def _restart_without_control_state(d: Draft) -> None:
+    s = d.status
+    missing = [f for f in _NEEDS.get(s.phase, ()) if getattr(s, f) is None]
+    if not missing:
+        return
+    d.note(
+        "ControlStateMissing",
+        f"status.phase {s.phase} without status.{', status.'.join(missing)} (written by "
+        f"another aigate version, or edited): the resource is routed afresh",
+        "Warning",
+    )
+    s.phase = "Pending"
+    s.rollout = s.watch = s.rollback = None
 
 
 def _retry(d: Draft) -> None:

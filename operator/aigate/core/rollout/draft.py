@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+from aigate.api.durations import parse_duration
 from aigate.api.v1alpha1 import HistoryEntry, MeasurementRecord, Phase, Transition
 from aigate.core import conditions as cond
 from aigate.core import records
-from aigate.core.gate import format_rfc3339
+from aigate.core.gate import format_rfc3339, parse_rfc3339
 from aigate.core.requests import Kind, Request, handled, remember
 from aigate.core.rollout import table
 from aigate.core.rollout.model import (
@@ -69,9 +70,20 @@ class Draft:
             return False
         return (
             (self.sit.gate is not None and self.sit.gate.is_open)
-            or (s.approval is not None and s.approval.revision == revision)
             or (s.serving is not None and s.serving.revision == revision)
+            or (s.rollout is not None and s.rollout.candidate.revision == revision)
+            or self._recorded_approval_valid(revision)
         )
+
+    def _recorded_approval_valid(self, revision: str) -> bool:
+        """A recorded approval of `revision` within approvalTTL: an approval recorded while
+        its revision had to wait (a watch, a rollback) is not used after it expired."""
+        record, spec = self.status.approval, self.spec
+        if record is None or record.revision != revision or spec is None:
+            return False
+        approved_at = parse_rfc3339(record.approved_at)
+        ttl = parse_duration(spec.governance.approval_ttl)
+        return approved_at is not None and self.now - approved_at <= ttl
 
     # ---- phase changes and records -------------------------------------------------------
 

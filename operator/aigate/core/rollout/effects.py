@@ -40,12 +40,17 @@ def back_off(d: Draft, error: ApplyError) -> None:
     loop (the operator's own status write wakes it at once). Replaces any sooner requeue."""
     delay = min(MAX_BACKOFF, 5.0 * 2 ** min(error.attempts, 6))
     last = parse_time(error.last_at)
-    remaining = delay if last is None else delay - (d.now - last).total_seconds()
+    # A clock that stepped back never stretches the wait beyond one backoff.
+    elapsed = 0.0 if last is None else max(0.0, (d.now - last).total_seconds())
+    remaining = delay - elapsed
     if remaining > 0:
-        d.actions = [
-            a for a in d.actions if not (isinstance(a, ApplyDeployment) and a.track == error.track)
-        ]
+        d.actions = [a for a in d.actions if action_track(a) != error.track]
     d.requeue = max(REQUEUE_NOW, min(delay, remaining if remaining > 0 else REQUEUE_NOW))
+
+
+def action_track(action: object) -> str:
+    """The child an action writes: stable, canary or service."""
+    return "service" if isinstance(action, ApplyService) else str(getattr(action, "track", ""))
 
 
 def canary_replicas(replicas: int, weight: int) -> int:
@@ -77,7 +82,7 @@ def put_stable(d: Draft, snapshot: RevisionSnapshot) -> None:
 
 def put_service(d: Draft, snapshot: RevisionSnapshot) -> None:
     """The Service carries the settings of `snapshot`, the revision that owns the traffic."""
-    port, target_port = service_of(snapshot, d.spec)
+    port, target_port = service_of(snapshot)
     if port:
         d.actions.append(ApplyService(snapshot.revision, port, target_port))
 

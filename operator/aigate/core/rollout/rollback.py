@@ -17,9 +17,9 @@ def run(d: Draft) -> None:
     _answer_requests(d)
     target = rollback.target
     effects.note_recreated_stable(d, target)
+    effects.remove_canary(d)  # first: nothing refused later may keep the canary serving
     effects.put_stable(d, target)
     effects.put_service(d, target)
-    effects.remove_canary(d)
     stable = d.sit.stable
     done = (
         d.sit.canary is None and stable is not None and stable.serves(target.revision, d.replicas)

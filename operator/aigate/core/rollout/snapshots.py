@@ -40,12 +40,12 @@ def template_of(snapshot: RevisionSnapshot) -> dict[str, Any]:
     return dict(snapshot.content.get("template") or {})
 
 
-def service_of(snapshot: RevisionSnapshot, fallback: AIDeploymentSpec | None) -> tuple[int, int]:
-    """(port, targetPort) of the snapshot's Service settings; the spec's when it has none."""
+def service_of(snapshot: RevisionSnapshot) -> tuple[int, int]:
+    """(port, targetPort) of the snapshot's Service settings; (0, 0) when it has none (a
+    version adopted from a live Deployment): then the Service is left as it is, never
+    given another revision's settings."""
     service = snapshot.content.get("service")
     if isinstance(service, dict) and isinstance(service.get("port"), int):
         port = service["port"]
         return port, int(service.get("targetPort") or port)
-    if fallback is not None:
-        return fallback.service.port, fallback.service.target_port or fallback.service.port
     return 0, 0
