@@ -65,8 +65,9 @@ def render_status(obj: dict[str, Any], history_lines: int = 8) -> str:
         )
     elif status.get("stage"):
         lines.append(_row("Stage", status["stage"]))
-    if status.get("monitorUntil"):
-        lines.append(_row("Watching until", status["monitorUntil"]))
+    watch = status.get("watch") or {}
+    if status.get("phase") == "Verifying" and watch.get("until"):
+        lines.append(_row("Watching until", watch["until"]))
     approval = status.get("approval")
     if approval:
         text = (
@@ -76,12 +77,23 @@ def render_status(obj: dict[str, Any], history_lines: int = 8) -> str:
         if approval.get("conditions"):
             text += f"; conditions: {approval['conditions']}"
         lines.append(_row("Approval", text))
-    if status.get("rolledBackRevision"):
+    last = status.get("lastRollback") or {}
+    if last:
+        trigger = (last.get("trigger") or {}).get("detail", "")
         lines.append(
             _row(
                 "Rolled back",
-                f"revision {status['rolledBackRevision']} (not retried until the "
-                f"spec changes or aigate.dev/retry)",
+                f"revision {last.get('revision')} to {last.get('toRevision')} at "
+                f"{last.get('completedAt')} ({last.get('reason')}: {trigger})",
+            )
+        )
+    refused = status.get("rolledBackRevisions") or []
+    if refused:
+        lines.append(
+            _row(
+                "Refused",
+                f"{len(refused)} rolled-back revision(s), not retried until the spec changes "
+                f"or aigate.dev/retry",
             )
         )
     lines.append("Conditions:")
@@ -91,9 +103,10 @@ def render_status(obj: dict[str, Any], history_lines: int = 8) -> str:
         shown = condition["status"] == "True" or condition["type"] == "Authorized"
         if shown and condition.get("message"):
             lines.append(f"    {condition['message']}")
-    metrics = ((status.get("analysis") or {}).get("metrics")) or {}
+    analysis = _running_analysis(status)
+    metrics = analysis.get("metrics") or {}
     if metrics:
-        lines.append(f"Analysis ({(status.get('analysis') or {}).get('track')} track):")
+        lines.append(f"Analysis ({analysis.get('track')} track):")
         for name, counters in metrics.items():
             last = counters.get("last") or {}
             lines.append(
@@ -106,6 +119,16 @@ def render_status(obj: dict[str, Any], history_lines: int = 8) -> str:
         lines.append(f"History (last {min(history_lines, len(history))} of {len(history)}):")
         lines.extend(render_history(history[-history_lines:], evidence=False).splitlines())
     return "\n".join(lines)
+
+
+def _running_analysis(status: dict[str, Any]) -> dict[str, Any]:
+    """The analysis that runs now: the canary stage's, or the post-promotion watch's."""
+    phase = status.get("phase")
+    if phase in ("Progressing", "Paused"):
+        return (status.get("rollout") or {}).get("analysis") or {}
+    if phase == "Verifying":
+        return (status.get("watch") or {}).get("analysis") or {}
+    return {}
 
 
 def render_history(history: list[dict[str, Any]], evidence: bool = True) -> str:

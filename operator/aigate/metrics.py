@@ -75,7 +75,7 @@ PHASE = Gauge(
 )
 STAGE = Gauge(
     "aigate_rollout_stage_info",
-    "1, labelled with the current stage (canary stage, promoting or post-promotion); absent "
+    "1, labelled with the current canary stage (Promoting and Verifying are phases); absent "
     "when no stage runs",
     [*_RESOURCE, "stage"],
 )

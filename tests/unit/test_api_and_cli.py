@@ -148,15 +148,25 @@ def test_kubectl_plugin_renders_status_and_history():
                     "message": "annotate aigate.dev/promote=canary-50",
                 }
             ],
-            "analysis": {
-                "track": "canary",
-                "metrics": {
-                    "error-rate": {
-                        "failures": 0,
-                        "last": {"verdict": "Pass", "value": "0.001", "threshold": "<= 0.01"},
-                    }
+            "rollout": {
+                "analysis": {
+                    "track": "canary",
+                    "metrics": {
+                        "error-rate": {
+                            "failures": 0,
+                            "last": {"verdict": "Pass", "value": "0.001", "threshold": "<= 0.01"},
+                        }
+                    },
                 },
             },
+            "lastRollback": {
+                "revision": "bad",
+                "toRevision": "old",
+                "reason": "AnalysisFailed",
+                "completedAt": "t9",
+                "trigger": {"detail": "metric error-rate failed 3 time(s): value 0.2"},
+            },
+            "rolledBackRevisions": ["bad"],
             "history": [
                 {
                     "time": "t1",
@@ -187,6 +197,9 @@ def test_kubectl_plugin_renders_status_and_history():
         "risk R-1 accepted by ciso",
         "annotate aigate.dev/promote=canary-50",
         "error-rate",
+        "Analysis (canary track)",
+        "revision bad to old at t9 (AnalysisFailed: metric error-rate failed 3 time(s)",
+        "1 rolled-back revision(s)",
         "StagePassed",
     ):
         assert expected in text
