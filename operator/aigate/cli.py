@@ -23,9 +23,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from kubernetes import config
     from prometheus_client import start_http_server
 
-    from aigate import handlers, logs
+    from aigate import handlers, logs, reconciler
 
     logs.configure(verbose=args.verbose)
+    reconciler.POLICY.allow_unpinned_images = args.allow_unpinned_images
     handlers.set_gitops_managers(args.gitops_manager)
     try:
         config.load_incluster_config()
@@ -114,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="field manager of a GitOps controller whose approvals are recorded as "
         "asserted through Git (repeatable; default: argocd-controller, "
         "kustomize-controller)",
+    )
+    run.add_argument(
+        "--allow-unpinned-images",
+        action="store_true",
+        help="accept image tags for riskTier high (default: high-risk images must be "
+        "pinned by digest, <image>@sha256:<digest>)",
     )
     run.add_argument("--verbose", "-v", action="store_true")
     run.set_defaults(func=_cmd_run)

@@ -67,7 +67,10 @@ def aideployment_changed(namespace: str, name: str, **_: Any) -> None:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY: OPERATOR_NAME})
+@kopf.on.event("", "v1", "services", labels={MANAGED_BY: OPERATOR_NAME})
 def child_changed(namespace: str, labels: dict[str, str], **_: Any) -> None:
+    """A child changed (rolled, scaled, edited by someone): its owner looks again at once,
+    so drift is reverted without waiting for the next periodic reconcile."""
     owner = labels.get(LABEL_OWNER)
     if owner:
         _waker(namespace, owner).set()

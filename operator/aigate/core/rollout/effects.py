@@ -25,6 +25,7 @@ from aigate.core.rollout.draft import Draft
 from aigate.core.rollout.model import (
     MAX_BACKOFF,
     REQUEUE_NOW,
+    REQUEUE_WHILE_CHANGING,
     ApplyDeployment,
     ApplyService,
     DeleteDeployment,
@@ -70,13 +71,50 @@ def parse_time(text: str):
 
 
 def put_stable(d: Draft, snapshot: RevisionSnapshot) -> None:
-    """Asks for `snapshot` on the stable track at spec.replicas, unless it is there."""
+    """Asks for `snapshot` on the stable track at spec.replicas, unless it is there as
+    aigate wrote it."""
     stable = d.sit.stable
-    if stable is None or stable.revision != snapshot.revision or stable.replicas != d.replicas:
+    if stable is not None and stable.terminating:
+        d.requeue_within(REQUEUE_WHILE_CHANGING)  # recreated once it is gone
+        return
+    if (
+        stable is None
+        or stable.revision != snapshot.revision
+        or stable.replicas != d.replicas
+        or d.inputs.observed.drift_of("stable") is not None
+    ):
         d.actions.append(
             ApplyDeployment(
                 "stable", snapshot.revision, snapshot.version, d.replicas, template_of(snapshot)
             )
+        )
+
+
+def note_drift(d: Draft) -> None:
+    """Records each drifted child once per drifted content (DriftDetected, a Warning):
+    the phases re-apply it whole. A child re-applied only because aigate's record of its
+    last write was lost is not drift, and is not reported."""
+    records = d.status.children
+    if records is None:
+        return
+    for child in ("stable", "canary", "service"):
+        record = getattr(records, child)
+        drift = d.inputs.observed.drift_of(child)
+        if record is None:
+            continue
+        if drift is None or not drift.recorded:
+            record.drift_noted = ""
+            continue
+        if record.drift_noted == drift.digest:
+            continue
+        record.drift_noted = drift.digest
+        name = d.inputs.name if child == "service" else f"{d.inputs.name}-{child}"
+        kind = "Service" if child == "service" else "Deployment"
+        d.note(
+            "DriftDetected",
+            f"{kind} {name} was changed outside aigate ({drift.what}); reverting it to what "
+            f"aigate wrote",
+            "Warning",
         )
 
 
@@ -119,7 +157,7 @@ def note_recreated_stable(d: Draft, snapshot: RevisionSnapshot) -> None:
 
 
 def remove_canary(d: Draft) -> None:
-    if d.sit.canary is not None:
+    if d.sit.canary is not None and not d.sit.canary.terminating:
         d.actions.append(DeleteDeployment("canary"))
 
 
