@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 
 from aigate import metrics, reconciler
-from aigate.adapters.kube import KubeAdapter, TransientError
+from aigate.adapters.kube import CountingApiClient, KubeAdapter, TransientError
 from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION
 from aigate.core.workloads import LABEL_OWNER, MANAGED_BY, OPERATOR_NAME
 
@@ -58,7 +58,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 300
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
-    _kube = KubeAdapter()
+    _kube = KubeAdapter(
+        CountingApiClient(lambda verb, resource: metrics.API_REQUESTS.labels(verb, resource).inc())
+    )
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

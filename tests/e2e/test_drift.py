@@ -34,12 +34,13 @@ def stable_image(aid: Aid) -> str:
     return deployment.spec.template.spec.containers[0].image
 
 
-def drift_counter(operator, namespace: str) -> float:
+def counter(operator, name: str, *labels: str) -> float:
+    """The value of the first series of `name` whose labels include all of `labels`."""
     import urllib.request
 
     text = urllib.request.urlopen(operator.metrics_url, timeout=10).read().decode()
     for line in text.splitlines():
-        if line.startswith("aigate_drift_detected_total{") and f'namespace="{namespace}"' in line:
+        if line.startswith(name + "{") and all(label in line for label in labels):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
@@ -61,8 +62,12 @@ def test_kubectl_set_image_on_stable_is_reverted_and_recorded(
     assert "spec.template.spec.containers[name=server].image (kubectl-set)" in entry["message"]
     assert wait_for(lambda: aid.event_messages("DriftDetected"), timeout=TIMEOUT, what="Event")
     assert wait_for(
-        lambda: drift_counter(operator, namespace) >= 1, timeout=TIMEOUT, what="the metric"
+        lambda: counter(operator, "aigate_drift_detected_total", f'namespace="{namespace}"') >= 1,
+        timeout=TIMEOUT,
+        what="the metric",
     )
+    # written back whole: a PUT, as counted by the operator's own request metric
+    assert counter(operator, "aigate_api_requests_total", 'verb="PUT"', 'resource="deployments"')
     wait_for(
         lambda: aid.phase() == "Stable" and len(aid.ready_pods("stable")) == 4,
         timeout=TIMEOUT,

@@ -161,7 +161,11 @@ class World:
             annotations=dict(self.annotations),
             status=self.status,
             observed=rollout.Observed(
-                stable=self.stable, canary=self.canary, conflicts=self.conflicts, drift=self.drift
+                stable=self.stable,
+                canary=self.canary,
+                conflicts=self.conflicts,
+                drift=self.drift,
+                service_ports=self.service[1:] if self.service else None,
             ),
             now=self.now,
             name="fraud-scorer",

@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Callable
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -57,6 +59,37 @@ def _api_message(error: ApiException) -> str:
         return str(json.loads(error.body or "{}").get("message") or error.reason)
     except ValueError:
         return str(error.reason)
+
+
+RequestHook = Callable[[str, str], None]  # (verb, resource)
+
+
+class CountingApiClient(client.ApiClient):
+    """The official client, reporting every request it sends as (verb, resource), so the
+    operator's own load on the API server can be measured (aigate_api_requests_total)."""
+
+    def __init__(self, on_request: RequestHook) -> None:
+        super().__init__()
+        self._on_request = on_request
+
+    def call_api(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self._on_request(method.upper(), resource_of(url))
+        return super().call_api(method, url, *args, **kwargs)
+
+
+def resource_of(url: str) -> str:
+    """`https://h/apis/apps/v1/namespaces/ns/deployments/x` → `deployments`;
+    `.../aideployments/x/status` → `aideployments/status`."""
+    path = [p for p in urlsplit(url).path.split("/") if p]
+    if path[:1] == ["api"]:
+        path = path[2:]
+    elif path[:1] == ["apis"]:
+        path = path[3:]
+    if path[:1] == ["namespaces"] and len(path) > 2:
+        path = path[2:]
+    if not path:
+        return ""
+    return f"{path[0]}/{path[2]}" if len(path) > 2 else path[0]
 
 
 class KubeAdapter:
@@ -123,6 +156,7 @@ class KubeAdapter:
             canary=workloads["canary"],
             conflicts=tuple(conflicts),
             drift=tuple(drift),
+            service_ports=_service_ports(raw) if raw and claimed.ours else None,
         )
 
     @staticmethod
@@ -227,6 +261,13 @@ def live_child(raw: dict[str, Any], child: Child, kind: str) -> LiveChild:
         digest=content_digest(raw),
         changed_fields=changed_fields(metadata.get("managedFields") or ()),
     )
+
+
+def _service_ports(raw: dict[str, Any]) -> tuple[int, int] | None:
+    ports = (raw.get("spec") or {}).get("ports") or []
+    if len(ports) != 1 or not isinstance(ports[0].get("targetPort"), int):
+        return None  # not a shape aigate writes: written again
+    return int(ports[0].get("port") or 0), ports[0]["targetPort"]
 
 
 def _workload(raw: dict[str, Any]) -> WorkloadState:

@@ -119,9 +119,13 @@ def note_drift(d: Draft) -> None:
 
 
 def put_service(d: Draft, snapshot: RevisionSnapshot) -> None:
-    """The Service carries the settings of `snapshot`, the revision that owns the traffic."""
+    """The Service carries the settings of `snapshot`, the revision that owns the traffic;
+    written only when it has other settings, is missing or drifted."""
     port, target_port = service_of(snapshot)
-    if port:
+    observed = d.inputs.observed
+    if not port:
+        return
+    if observed.service_ports != (port, target_port) or observed.drift_of("service"):
         d.actions.append(ApplyService(snapshot.revision, port, target_port))
 
 

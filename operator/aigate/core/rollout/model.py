@@ -74,6 +74,8 @@ class Observed:
     conflicts: tuple[str, ...] = ()
     # aigate's children whose content is not what aigate last wrote: re-applied whole.
     drift: tuple[Drift, ...] = ()
+    # (port, targetPort) of aigate's Service; None when there is none (or not aigate's).
+    service_ports: tuple[int, int] | None = None
 
     def drift_of(self, child: Child) -> Drift | None:
         return next((d for d in self.drift if d.child == child), None)
