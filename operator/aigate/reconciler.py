@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from aigate.adapters import prometheus
+from aigate.adapters.admission import ApprovalPolicyCheck
 from aigate.adapters.kube import KubeAdapter, RejectedError, TransientError
 from aigate.api.v1alpha1 import (
     AIDeploymentSpec,
@@ -95,6 +96,7 @@ async def reconcile(
     name: str,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     gitops_managers: frozenset[str] | None = None,
+    approval_policy: ApprovalPolicyCheck | None = None,
 ) -> Outcome | None:
     body = await asyncio.to_thread(kube.get_aideployment, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
@@ -104,6 +106,10 @@ async def reconcile(
     spec, spec_error = parse_spec(body.get("spec"))
     previous, status_error = parse_status(body.get("status"))
     observed = await asyncio.to_thread(kube.observe, owner)
+    policy_problem = ""
+    if approval_policy is not None:
+        labels = metadata.get("labels") or {}
+        policy_problem = await asyncio.to_thread(approval_policy.problem, namespace, labels) or ""
     inputs = rollout.Inputs(
         generation=int(metadata.get("generation", 0)),
         spec=spec,
@@ -116,6 +122,7 @@ async def reconcile(
         namespace=namespace,
         managed_fields=metadata.get("managedFields") or (),
         status_error=status_error,
+        policy_problem=policy_problem,
     )
     if gitops_managers is not None:
         inputs = dataclasses.replace(inputs, gitops_managers=gitops_managers)
