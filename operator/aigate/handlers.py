@@ -88,26 +88,16 @@ async def _refresh_policy(check: ApprovalPolicyCheck) -> None:
     seen: object = None
     while True:
         try:
-            objects = await asyncio.to_thread(check.objects, True)
-            versions = _versions(objects)
-            if versions != seen:
+            read = await asyncio.to_thread(check.refresh)
+            if read != seen:
                 if seen is not None:
                     log.warning("approval policy %s changed: looking again", check.policy_name)
                     for waker in list(_wakers.values()):
                         waker.set()
-                seen = versions
+                seen = read
         except Exception:
             log.exception("reading the approval policy failed")
         await asyncio.sleep(check.ttl)
-
-
-def _versions(objects: Any) -> tuple[object, ...]:
-    """What changes whenever the policy, a binding or the ability to read them changes."""
-    policy = (objects.policy or {}).get("metadata", {}).get("resourceVersion")
-    bindings = sorted(
-        (b.get("metadata") or {}).get("resourceVersion", "") for b in objects.bindings
-    )
-    return (policy, tuple(bindings), objects.error)
 
 
 @kopf.on.cleanup()

@@ -277,3 +277,45 @@ def test_promote_and_retry_written_without_the_policy_are_refused_for_good():
     assert world.status.requests.abort.outcome and world.status.last_rollback.reason == (
         "AbortRequested"
     )
+
+
+# ---- the adapter's cache -------------------------------------------------------------------
+
+
+class FakeAdmissionApi:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.policy: dict | None = POLICY
+        self.bindings: list[dict] = [BINDING]
+
+    def read_validating_admission_policy(self, name):
+        from kubernetes.client.rest import ApiException
+
+        self.calls += 1
+        if self.policy is None:
+            raise ApiException(status=404, reason="Not Found")
+        return self.policy
+
+    def list_validating_admission_policy_binding(self):
+        self.calls += 1
+        return type("List", (), {"items": list(self.bindings)})()
+
+
+def test_the_adapter_reads_once_per_ttl_and_refresh_notices_a_deleted_policy():
+    from aigate.adapters.admission import ApprovalPolicyCheck
+
+    now = [0.0]
+    check = ApprovalPolicyCheck(NAME, ttl=10.0, clock=lambda: now[0])
+    fake = FakeAdmissionApi()
+    check.admission = fake  # type: ignore[assignment]
+    for _ in range(20):
+        assert check.problem("team-a", {}) is None
+    assert fake.calls == 2  # one GET, one LIST for twenty reconciles
+    seen = check.refresh()
+    fake.policy = None
+    assert check.problem("team-a", {}) is None  # cached until the TTL or a refresh
+    assert check.refresh() != seen
+    assert check.problem("team-a", {}) == MISSING
+    now[0] = 11.0
+    fake.policy = POLICY
+    assert check.problem("team-a", {}) is None

@@ -3,8 +3,9 @@
 Cached: the policy and its bindings are read at most once per TTL for the whole operator
 (one GET and one LIST), a namespace's labels at most once per TTL, and only when a
 selector needs them; a reconcile that changes nothing adds no API request in between.
-handlers.py refreshes the cache on a timer and wakes every resource when the verdict
-changes, so a policy applied (or deleted) is noticed within one TTL.
+handlers.py refreshes the cache on a timer and wakes every resource when what was read
+changed, so a policy, binding or namespace label applied (or deleted) is noticed within
+one TTL.
 Synchronous (the official client); callers run it off the event loop.
 """
 
@@ -55,6 +56,25 @@ class ApprovalPolicyCheck:
             labels = self._namespace_labels(namespace)
         return policy_problem(objects, namespace, labels, object_labels)
 
+    def refresh(self) -> tuple[object, ...]:
+        """Reads everything again (the policy, its bindings, the labels of the namespaces
+        asked about when a selector needs them); returns what identifies the answer, for
+        the caller to wake every resource when it changed."""
+        objects = self.objects(force=True)
+        labels: tuple[object, ...] = ()
+        if not objects.error and needs_namespace_labels(objects):
+            with self._lock:
+                names = sorted(self._namespaces)
+            labels = tuple(
+                (namespace, tuple(sorted((self._namespace_labels(namespace, True) or {}).items())))
+                for namespace in names
+            )
+        policy = (objects.policy or {}).get("metadata", {}).get("resourceVersion")
+        bindings = sorted(
+            (b.get("metadata") or {}).get("resourceVersion", "") for b in objects.bindings
+        )
+        return (policy, tuple(bindings), objects.error, labels)
+
     def objects(self, force: bool = False) -> PolicyObjects:
         """The policy and its bindings, read again when older than the TTL (or forced)."""
         with self._lock:
@@ -87,10 +107,10 @@ class ApprovalPolicyCheck:
             raise
         return self.api_client.sanitize_for_serialization(policy)
 
-    def _namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+    def _namespace_labels(self, namespace: str, force: bool = False) -> Mapping[str, str] | None:
         now = self.clock()
         cached = self._namespaces.get(namespace)
-        if cached is not None and now - cached[0] < self.ttl:
+        if cached is not None and not force and now - cached[0] < self.ttl:
             return cached[1]
         try:
             labels: Mapping[str, str] | None = dict(
@@ -99,7 +119,8 @@ class ApprovalPolicyCheck:
         except ApiException as error:
             log.warning("cannot read namespace %s: %s", namespace, _describe(error))
             labels = None
-        self._namespaces[namespace] = (now, labels)
+        with self._lock:
+            self._namespaces[namespace] = (now, labels)
         return labels
 
 
