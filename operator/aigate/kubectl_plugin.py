@@ -156,8 +156,6 @@ def render_history(history: list[dict[str, Any]], evidence: bool = True) -> str:
 
 # ---- approve: what is being approved (pure) -------------------------------------------------
 
-_SHOWN = 100  # characters of a value shown in a diff line
-
 
 def render_approval(
     name: str, spec: AIDeploymentSpec, revision: str, serving: dict[str, Any] | None
@@ -219,54 +217,75 @@ def _changes(content: dict[str, Any], serving: dict[str, Any] | None) -> list[st
 
 
 def content_diff(old: Any, new: Any, path: str = "spec") -> list[str]:
-    """Field by field: `~ path: old -> new`, `+ path: new`, `- path: old`. List items that
-    have a name are matched by name (containers[server].image), others by position."""
+    """Field by field, down to the leaves: `~ path: old -> new`, `+ path: new`, `- path: old`.
+    List items that have a name are matched by name (containers[server].image), others by
+    position. Values are shown whole: an approver must see the whole changed query."""
     if isinstance(old, dict) and isinstance(new, dict):
         return _mapping_diff(old, new, lambda key: f"{path}.{key}")
     if isinstance(old, list) and isinstance(new, list):
         return _list_diff(old, new, path)
-    return [] if old == new else [f"~ {path}: {_shown(old)} -> {_shown(new)}"]
+    if old == new:
+        return []
+    if isinstance(old, dict | list) or isinstance(new, dict | list):
+        return _leaves("-", path, old) + _leaves("+", path, new)
+    return [f"~ {path}: {_shown(old)} -> {_shown(new)}"]
 
 
 def _mapping_diff(
     old: dict[str, Any], new: dict[str, Any], child_path: Callable[[str], str]
 ) -> list[str]:
     lines: list[str] = []
-    for key in sorted(set(old) | set(new)):
+    for key in sorted(set(old) | set(new), key=str):
         child = child_path(key)
         if key not in new:
-            lines.append(f"- {child}: {_shown(old[key])}")
+            lines += _leaves("-", child, old[key])
         elif key not in old:
-            lines.append(f"+ {child}: {_shown(new[key])}")
+            lines += _leaves("+", child, new[key])
         else:
-            lines.extend(content_diff(old[key], new[key], child))
+            lines += content_diff(old[key], new[key], child)
     return lines
 
 
 def _list_diff(old: list[Any], new: list[Any], path: str) -> list[str]:
-    def keyed(items: list[Any]) -> dict[str, Any] | None:
-        names = [i.get("name") if isinstance(i, dict) else None for i in items]
-        if all(isinstance(n, str) for n in names) and len(set(names)) == len(names):
-            return dict(zip(names, items, strict=True))
-        return None
-
-    old_keyed, new_keyed = keyed(old), keyed(new)
+    old_keyed, new_keyed = _by_name(old), _by_name(new)
     if old_keyed is not None and new_keyed is not None:
+        lines = []
         if list(old_keyed) != list(new_keyed) and set(old_keyed) == set(new_keyed):
-            return [f"~ {path}: order {list(old_keyed)} -> {list(new_keyed)}"]
-        return _mapping_diff(old_keyed, new_keyed, lambda key: f"{path}[{key}]")
-    if len(old) == len(new):
-        return [
-            line
-            for index, (a, b) in enumerate(zip(old, new, strict=True))
-            for line in content_diff(a, b, f"{path}[{index}]")
-        ]
-    return [] if old == new else [f"~ {path}: {_shown(old)} -> {_shown(new)}"]
+            lines.append(f"~ {path}: order {list(old_keyed)} -> {list(new_keyed)}")
+        return lines + _mapping_diff(old_keyed, new_keyed, lambda key: f"{path}[{key}]")
+    common = min(len(old), len(new))
+    lines = [line for i in range(common) for line in content_diff(old[i], new[i], f"{path}[{i}]")]
+    lines += [
+        line for i in range(common, len(old)) for line in _leaves("-", f"{path}[{i}]", old[i])
+    ]
+    lines += [
+        line for i in range(common, len(new)) for line in _leaves("+", f"{path}[{i}]", new[i])
+    ]
+    return lines
+
+
+def _by_name(items: list[Any]) -> dict[str, Any] | None:
+    """Items keyed by their unique `name` (containers, env, stages, metrics), else None."""
+    names = [i.get("name") if isinstance(i, dict) else None for i in items]
+    if names and all(isinstance(n, str) for n in names) and len(set(names)) == len(names):
+        return dict(zip(names, items, strict=True))
+    return None
+
+
+def _leaves(sign: str, path: str, value: Any) -> list[str]:
+    """An added or removed value, one line per leaf."""
+    if isinstance(value, dict) and value:
+        return [line for k in sorted(value) for line in _leaves(sign, f"{path}.{k}", value[k])]
+    if isinstance(value, list) and value:
+        keyed = _by_name(value)
+        if keyed is not None:
+            return [line for k, v in keyed.items() for line in _leaves(sign, f"{path}[{k}]", v)]
+        return [line for i, v in enumerate(value) for line in _leaves(sign, f"{path}[{i}]", v)]
+    return [f"{sign} {path}: {_shown(value)}"]
 
 
 def _shown(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
-    return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 def approval_patch(

@@ -53,11 +53,12 @@ def test_it_shows_model_images_plan_thresholds_and_the_change_against_what_serve
         f"Changes against the serving version 2.4.0 (revision {compute_revision(V1)}):",
         '~ spec.model.version: "2.4.0" -> "2.5.0"',
         '~ spec.template.spec.containers[server].image: "fake-model:2.4.0" -> "fake-model:2.5.0"',
-        '+ spec.template.spec.containers[server].env: [{"name": "MODE", "value": "fast"}]',
+        '+ spec.template.spec.containers[server].env[MODE].value: "fast"',
         "~ spec.rollout.analysis.metrics[error-rate].max: 0.01 -> 0.05",
-        "+ spec.rollout.analysis.metrics[confidence]:",
+        '+ spec.rollout.analysis.metrics[confidence].query: "conf"',
+        "+ spec.rollout.analysis.metrics[confidence].min: 0.7",
         "~ spec.rollout.stages[canary-50].manualPromotion: false -> true",
-        "+ spec.template.spec.initContainers:",
+        '+ spec.template.spec.initContainers[fetch].image: "fetcher@sha256:' + "a" * 64 + '"',
     ):
         assert expected in text, f"{expected!r} not in\n{text}"
 
@@ -68,20 +69,26 @@ def test_the_first_version_says_nothing_serves_and_the_same_revision_shows_no_ch
     assert plugin.render_approval("a/b", V1, revision, SERVING).endswith("):\n  none")
 
 
+LONG = "x" * 300
+
+
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
         ({"a": 1}, {"a": 1}, []),
         ({"a": 1}, {}, ["- spec.a: 1"]),
+        ({}, {"a": {"b": [1, 2]}}, ["+ spec.a.b[0]: 1", "+ spec.a.b[1]: 2"]),
+        ({"a": 1}, {"a": {"b": 2}}, ["- spec.a: 1", "+ spec.a.b: 2"]),
         ([1, 2], [1, 3], ["~ spec[1]: 2 -> 3"]),
-        ([1], [1, 2], ["~ spec: [1] -> [1, 2]"]),
+        ([1], [1, 2], ["+ spec[1]: 2"]),
         (
-            [{"name": "a"}, {"name": "b"}],
-            [{"name": "b"}, {"name": "a"}],
-            ["~ spec: order ['a', 'b'] -> ['b', 'a']"],
+            [{"name": "a"}, {"name": "b", "x": 1}],
+            [{"name": "b", "x": 2}, {"name": "a"}],
+            ["~ spec: order ['a', 'b'] -> ['b', 'a']", "~ spec[b].x: 1 -> 2"],
         ),
         ([{"name": "a", "x": 1}], [{"name": "a", "x": 2}], ["~ spec[a].x: 1 -> 2"]),
-        ({"q": "x" * 300}, {"q": "y"}, [f'~ spec.q: "{"x" * 98}… -> "y"']),
+        # a long query changed near its end is shown whole, never cut
+        ({"q": LONG + "a"}, {"q": LONG + "b"}, [f'~ spec.q: "{LONG}a" -> "{LONG}b"']),
     ],
 )
 def test_content_diff(old, new, expected):
