@@ -21,7 +21,13 @@ from pydantic import ValidationError
 
 from aigate.adapters import prometheus
 from aigate.adapters.admission import ApprovalPolicyCheck
-from aigate.adapters.kube import KubeAdapter, RejectedError, TransientError, WriteMode
+from aigate.adapters.kube import (
+    KubeAdapter,
+    NameTakenError,
+    RejectedError,
+    TransientError,
+    WriteMode,
+)
 from aigate.api.v1alpha1 import (
     AIDeploymentSpec,
     AIDeploymentStatus,
@@ -200,18 +206,22 @@ async def _apply_all(
     refused: ApplyError | None = None
     cleared = False
     written: dict[str, Any] = {}
-    for action in decision.actions:
-        child = _track(action)
-        try:
-            written[child] = await _act(kube, owner, model_name, action, observed, status)
-        except RejectedError as error:
-            refused = refused or _apply_error(status, generation, action, str(error), at)
-            continue
-        previous = status.apply_error
-        cleared = cleared or (previous is not None and child == previous.track)
+    try:
+        for action in decision.actions:
+            child = _track(action)
+            try:
+                written[child] = await _act(kube, owner, model_name, action, observed, status)
+            except RejectedError as error:
+                refused = refused or _apply_error(status, generation, action, str(error), at)
+                continue
+            previous = status.apply_error
+            cleared = cleared or (previous is not None and child == previous.track)
+    finally:
+        # What was written is recorded even when a later write fails transiently, so the
+        # next round does not take aigate's own write for drift.
+        if written:
+            await _record_children(kube, owner, status, written)
     patch: dict[str, Any] = {}
-    if written:
-        patch["children"] = written
     if refused is not None:
         patch["applyError"] = refused.model_dump(mode="json", by_alias=True)
     elif cleared:
@@ -219,6 +229,17 @@ async def _apply_all(
     if patch:
         await asyncio.to_thread(kube.patch_status, owner.namespace, owner.name, None, patch)
     return refused
+
+
+async def _record_children(
+    kube: KubeAdapter, owner: Owner, status: AIDeploymentStatus, written: dict[str, Any]
+) -> None:
+    records: dict[str, Any] = dict(written)
+    if status.children is None:
+        records["legacy"] = True  # the other children keep their takeover until recorded
+    await asyncio.to_thread(
+        kube.patch_status, owner.namespace, owner.name, None, {"children": records}
+    )
 
 
 def _known_revisions(status: AIDeploymentStatus) -> frozenset[str]:
@@ -354,7 +375,19 @@ async def _act(
             None,
             {"children": {child: {"creating": creating, "uid": ""}}},
         )
-    stored = await asyncio.to_thread(kube.write, manifest, mode)
+    try:
+        stored = await asyncio.to_thread(kube.write, manifest, mode)
+    except NameTakenError:
+        if mode == "create":
+            # Not created by aigate: the marker goes, so the object is never taken over.
+            await asyncio.to_thread(
+                kube.patch_status,
+                owner.namespace,
+                owner.name,
+                None,
+                {"children": {child: {"creating": ""}}},
+            )
+        raise
     return {
         "uid": stored["metadata"]["uid"],
         "digest": content_digest(stored),

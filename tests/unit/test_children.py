@@ -60,8 +60,16 @@ def edited(path_setter) -> dict:
         (lambda o: o["spec"].update(replicas=9), True),
         (lambda o: o["metadata"]["annotations"].update({"aigate.dev/revision": "r2"}), True),
         (lambda o: o["metadata"].update(ownerReferences=[]), True),
-        # what changes nothing that runs: other labels, controllers' bookkeeping, status
-        (lambda o: o["metadata"]["labels"].update(team="other"), False),
+        (lambda o: o["metadata"].update(finalizers=["someone/hold"]), True),
+        # deny by default: any label or annotation may route or change behaviour
+        (lambda o: o["metadata"]["labels"].update(team="other"), True),
+        (
+            lambda o: o["metadata"]["labels"].update(
+                {"service.kubernetes.io/service-proxy-name": "x"}
+            ),
+            True,
+        ),
+        # what changes nothing that runs: controllers' bookkeeping, status
         (
             lambda o: o["metadata"]["annotations"].update(
                 {"deployment.kubernetes.io/revision": "4"}
@@ -125,6 +133,9 @@ def test_a_status_from_before_child_records_takes_over_only_a_revision_it_names(
     service = live(child="service", kind="Service", name="fraud-scorer", revision="")
     assert claim(service, None, OWNER_UID, frozenset({"r1"})).ours
     assert not claim(service, ChildRecords(), OWNER_UID, frozenset({"r1"})).ours
+    # one child recorded in a round that failed for another: the other keeps its takeover
+    partial = ChildRecords(legacy=True, service=ChildRecord(uid="svc", digest="d"))
+    assert claim(live(), partial, OWNER_UID, frozenset({"r1"})).ours
 
 
 def test_changed_fields_are_read_from_other_clients_managed_fields():
@@ -184,3 +195,40 @@ def test_an_unpinned_init_container_is_named():
     }
     (problem,) = images.unpinned_images("high", template)
     assert problem.startswith("spec.template.spec.initContainers[0] (container 'fetch')")
+
+
+def test_an_unpinned_image_volume_is_named():
+    template = {
+        "spec": {
+            "containers": [{"name": "server", "image": image_for("1")}],
+            "volumes": [
+                {"name": "weights", "image": {"reference": "reg/weights:latest"}},
+                {"name": "pinned", "image": {"reference": image_for("w")}},
+                {"name": "scratch", "emptyDir": {}},
+            ],
+        }
+    }
+    (problem,) = images.unpinned_images("high", template)
+    assert problem.startswith("spec.template.spec.volumes[0].image.reference (volume 'weights')")
+    trailing = {"spec": {"containers": [{"name": "s", "image": image_for("1") + "\n"}]}}
+    assert images.unpinned_images("high", trailing)
+
+
+def test_an_object_being_deleted_is_claimed_like_any_other():
+    """A deletion held by someone's finalizer hides no edit: only the canary aigate itself
+    deleted (its record gone) is waited for without a claim."""
+    from aigate.adapters.kube import KubeAdapter
+    from aigate.core.workloads import Owner
+
+    owner = Owner("fraud-scorer", "risk", OWNER_UID)
+    going = copy.deepcopy(DEPLOYMENT)
+    going["metadata"].update(deletionTimestamp="2026-11-24T10:00:00Z", finalizers=["x/hold"])
+    recorded = ChildRecords(stable=ChildRecord(uid="dep-uid", digest=content_digest(DEPLOYMENT)))
+    result = KubeAdapter._claim(going, "stable", "Deployment", owner, recorded, frozenset())
+    assert result.ours and result.drift is not None  # the finalizer (and any edit) is drift
+    foreign = KubeAdapter._claim(going, "stable", "Deployment", owner, ChildRecords(), frozenset())
+    assert not foreign.ours and foreign.conflict
+    canary = copy.deepcopy(going)
+    canary["metadata"]["name"] = "fraud-scorer-canary"
+    own = KubeAdapter._claim(canary, "canary", "Deployment", owner, ChildRecords(), frozenset())
+    assert own == children.Claim(ours=True)

@@ -1495,3 +1495,15 @@ def test_drift_while_awaiting_approval_restores_the_serving_version():
     world.step()
     assert world.deployments["stable"].template == written
     assert world.status.phase == "AwaitingApproval"
+
+
+def test_drift_on_the_canary_while_stable_is_promoted_is_reverted():
+    world = serving()
+    upgrade(world)
+    world.speed = 1  # stable rolls slowly: Promoting lasts several steps
+    world.run_until(lambda w: w.status.phase == "Promoting")
+    candidate = dict(world.deployments["canary"].template)
+    world.edit_child("canary")
+    world.step()
+    assert world.status.phase == "Promoting"
+    assert world.deployments["canary"].template == candidate

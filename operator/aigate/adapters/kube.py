@@ -43,6 +43,11 @@ class TransientError(Exception):
     """The API server failed in a way that retrying later can fix (5xx, 429, network)."""
 
 
+class NameTakenError(TransientError):
+    """A create found the name taken (an old canary still going away, or an object someone
+    made meanwhile): looked at again next round, never taken over."""
+
+
 class RejectedError(Exception):
     """The API server refused an object we built (4xx): retrying the same will not help."""
 
@@ -170,10 +175,12 @@ class KubeAdapter:
     ) -> Claim:
         if raw is None:
             return Claim(ours=False)
-        if raw["metadata"].get("deletionTimestamp"):
-            # Being deleted (a cancelled canary): never usable, never drift.
-            return Claim(ours=True)
-        return claim(live_child(raw, child, kind), records, owner.uid, known_revisions)
+        live = live_child(raw, child, kind)
+        claimed = claim(live, records, owner.uid, known_revisions)
+        deleting = bool(raw["metadata"].get("deletionTimestamp"))
+        if deleting and not claimed.ours and _own_canary_going(live, records, owner):
+            return Claim(ours=True)  # the canary aigate deleted (its record went with it)
+        return claimed
 
     def _read(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
         read = {
@@ -219,7 +226,7 @@ class KubeAdapter:
             if mode == "create" and error.status == 409:
                 # Something has the name (an old canary still being deleted, or an object
                 # made meanwhile): look again; the next observe says which.
-                raise TransientError(f"create {kind} {namespace}/{name}: name taken") from error
+                raise NameTakenError(f"create {kind} {namespace}/{name}: name taken") from error
             raise _translate(error, f"{mode} {kind} {namespace}/{name}") from error
         return json.loads(response.data)
 
@@ -246,6 +253,18 @@ class KubeAdapter:
         if key not in data:
             raise RejectedError(f"Secret {namespace}/{name} has no key {key!r}")
         return base64.b64decode(data[key]).decode()
+
+
+def _own_canary_going(live: LiveChild, records: ChildRecords | None, owner: Owner) -> bool:
+    """A canary being deleted with no record is the one aigate deleted (deleting clears its
+    record): waited for until it is gone. Anything else being deleted is claimed like any
+    object, so a deletion held by someone's finalizer hides no edit."""
+    return (
+        live.child == "canary"
+        and records is not None
+        and records.canary is None
+        and live.controller_uid == owner.uid
+    )
 
 
 def live_child(raw: dict[str, Any], child: Child, kind: str) -> LiveChild:

@@ -368,6 +368,10 @@ class ChildRecord(schema.BaseModel):
 
 
 class ChildRecords(schema.BaseModel):
+    legacy: bool = Field(
+        False, description="Started from a status written before child records: children of "
+        "the revisions it names are taken over until each is recorded."
+    )
     stable: schema.Optional[ChildRecord] = None
     canary: schema.Optional[ChildRecord] = None
     service: schema.Optional[ChildRecord] = None

@@ -20,8 +20,6 @@ from aigate.api.v1alpha1 import ChildRecord, ChildRecords
 Child = Literal["stable", "canary", "service"]
 CHILDREN: tuple[Child, ...] = ("stable", "canary", "service")
 OWN_MANAGER = "aigate"
-OWN_KEY_PREFIX = "aigate.dev/"
-MANAGED_BY = "app.kubernetes.io/managed-by"
 MAX_FIELDS_SHOWN = 5
 
 
@@ -58,25 +56,32 @@ class Claim:
     conflict: str = ""
 
 
+# Written by the controllers or by kubectl itself, never meaning anything for what runs.
+BOOKKEEPING_ANNOTATIONS = frozenset(
+    {"deployment.kubernetes.io/revision", "kubectl.kubernetes.io/last-applied-configuration"}
+)
+
+
 def content_digest(obj: Mapping[str, Any]) -> str:
-    """SHA-256 over what decides what runs and who owns it: the spec, the ownerReferences
-    and aigate's own labels and annotations (other labels and the controllers' bookkeeping
-    annotations change nothing that runs)."""
+    """SHA-256 over what decides what runs, where traffic goes and who owns it: the spec,
+    the ownerReferences, the finalizers, and every label and annotation but the
+    controllers' bookkeeping (deny by default: a label such as
+    service.kubernetes.io/service-proxy-name changes routing)."""
     metadata = obj.get("metadata") or {}
+    annotations = {
+        k: v
+        for k, v in (metadata.get("annotations") or {}).items()
+        if k not in BOOKKEEPING_ANNOTATIONS
+    }
     content = {
         "spec": obj.get("spec") or {},
         "ownerReferences": metadata.get("ownerReferences") or [],
-        "labels": _own_keys(metadata.get("labels")),
-        "annotations": _own_keys(metadata.get("annotations")),
+        "finalizers": metadata.get("finalizers") or [],
+        "labels": metadata.get("labels") or {},
+        "annotations": annotations,
     }
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _own_keys(values: Mapping[str, str] | None) -> dict[str, str]:
-    return {
-        k: v for k, v in (values or {}).items() if k.startswith(OWN_KEY_PREFIX) or k == MANAGED_BY
-    }
 
 
 def changed_fields(managed_fields: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
@@ -160,7 +165,8 @@ def _was_creating(
 ) -> bool:
     if record is not None and record.creating:
         return record.creating == (live.revision or live.child)
-    if records is not None or not known_revisions:
+    legacy = records is None or (records.legacy and record is None)
+    if not legacy or not known_revisions:
         return False
     # The Service carries no revision: in a status that names what it deployed, it is the
     # Service of those revisions.

@@ -2,7 +2,7 @@
 
 A tag (`:2.4.0`) can be moved to other bytes after the approval; a digest cannot. For
 `riskTier: high` every container and init container image names `@sha256:<64 hex>`, unless
-the platform turns the rule off (`aigate run --allow-unpinned-images`).
+the platform turns the rule off (`aigate run --allow-unpinned-images`). Image volumes count too.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-PINNED = re.compile(r"@sha256:[0-9a-f]{64}$")
+PINNED = re.compile(r"@sha256:[0-9a-f]{64}\Z")
 CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 
 
@@ -30,5 +30,16 @@ def unpinned_images(risk_tier: str, template: Mapping[str, Any]) -> list[str]:
                     f"spec.template.spec.{field}[{index}] (container "
                     f"{(container or {}).get('name', '?')!r}): image {image!r} is not pinned; "
                     f"riskTier high requires <image>@sha256:<64 hex digits>"
+                )
+    # Image volumes (OCI artifacts, e.g. model weights) are content as much as images.
+    for index, volume in enumerate(pod.get("volumes") or []):
+        source = (volume or {}).get("image")
+        if isinstance(source, Mapping):
+            reference = str(source.get("reference", ""))
+            if not PINNED.search(reference):
+                problems.append(
+                    f"spec.template.spec.volumes[{index}].image.reference (volume "
+                    f"{volume.get('name', '?')!r}): {reference!r} is not pinned; riskTier "
+                    f"high requires <image>@sha256:<64 hex digits>"
                 )
     return problems

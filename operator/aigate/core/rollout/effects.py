@@ -74,14 +74,15 @@ def put_stable(d: Draft, snapshot: RevisionSnapshot) -> None:
     """Asks for `snapshot` on the stable track at spec.replicas, unless it is there as
     aigate wrote it."""
     stable = d.sit.stable
-    if stable is not None and stable.terminating:
+    drifted = d.inputs.observed.drift_of("stable") is not None
+    if stable is not None and stable.terminating and not drifted:
         d.requeue_within(REQUEUE_WHILE_CHANGING)  # recreated once it is gone
         return
     if (
         stable is None
         or stable.revision != snapshot.revision
         or stable.replicas != d.replicas
-        or d.inputs.observed.drift_of("stable") is not None
+        or drifted
     ):
         d.actions.append(
             ApplyDeployment(
@@ -157,6 +158,21 @@ def note_recreated_stable(d: Draft, snapshot: RevisionSnapshot) -> None:
         f"(revision {snapshot.revision}) from its recorded template",
         "Warning",
         subject=(snapshot.revision, snapshot.version),
+    )
+
+
+def keep_canary_as_written(d: Draft, candidate: RevisionSnapshot) -> None:
+    """While stable rolls to the candidate, the canary keeps serving its share: if someone
+    changed it, it is written back with the candidate's content at its size."""
+    canary = d.sit.canary
+    if canary is None or canary.terminating or d.inputs.observed.drift_of("canary") is None:
+        return
+    rollout = d.status.rollout
+    replicas = max(1, rollout.canary_replicas if rollout else canary.replicas)
+    d.actions.append(
+        ApplyDeployment(
+            "canary", candidate.revision, candidate.version, replicas, template_of(candidate)
+        )
     )
 
 

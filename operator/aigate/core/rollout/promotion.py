@@ -36,6 +36,7 @@ def run(d: Draft) -> None:
         return
     effects.put_stable(d, candidate)
     effects.put_service(d, candidate)
+    effects.keep_canary_as_written(d, candidate)
     _waiting(d, rollout.waiting_since)
 
 
