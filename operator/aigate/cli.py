@@ -23,10 +23,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from kubernetes import config
     from prometheus_client import start_http_server
 
-    from aigate import handlers, logs
+    from aigate import logs
 
     logs.configure(verbose=args.verbose)
-    handlers.set_gitops_managers(args.gitops_manager)
     try:
         config.load_incluster_config()
     except config.ConfigException:
@@ -107,13 +106,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--priority", type=int, default=0, help="peering priority; give each replica a distinct one"
-    )
-    run.add_argument(
-        "--gitops-manager",
-        action="append",
-        help="field manager of a GitOps controller whose approvals are recorded as "
-        "asserted through Git (repeatable; default: argocd-controller, "
-        "kustomize-controller)",
     )
     run.add_argument("--verbose", "-v", action="store_true")
     run.set_defaults(func=_cmd_run)

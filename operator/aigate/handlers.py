@@ -27,13 +27,6 @@ RETRY_AFTER_TRANSIENT_ERROR = 5.0
 
 _wakers: dict[tuple[str, str], asyncio.Event] = {}
 _kube: KubeAdapter | None = None
-# `aigate run --gitops-manager`; None keeps decide()'s default (argocd-, kustomize-controller).
-_gitops_managers: frozenset[str] | None = None
-
-
-def set_gitops_managers(managers: list[str] | None) -> None:
-    global _gitops_managers  # noqa: PLW0603 (process-wide setting, made once before kopf runs)
-    _gitops_managers = None if managers is None else frozenset(managers)
 
 
 def _waker(namespace: str, name: str) -> asyncio.Event:
@@ -95,9 +88,7 @@ async def _reconcile_once(kube: KubeAdapter, namespace: str, name: str) -> float
     """Returns the delay before the next reconcile, or None when the object is gone."""
     with metrics.RECONCILE_SECONDS.time():
         try:
-            outcome = await reconciler.reconcile(
-                kube, namespace, name, gitops_managers=_gitops_managers
-            )
+            outcome = await reconciler.reconcile(kube, namespace, name)
         except TransientError as error:
             metrics.RECONCILES.labels(result="transient-error").inc()
             log.warning("will retry: %s", error, extra={"aideployment": f"{namespace}/{name}"})

@@ -94,7 +94,6 @@ async def reconcile(
     namespace: str,
     name: str,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    gitops_managers: frozenset[str] | None = None,
 ) -> Outcome | None:
     body = await asyncio.to_thread(kube.get_aideployment, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
@@ -117,8 +116,6 @@ async def reconcile(
         managed_fields=metadata.get("managedFields") or (),
         status_error=status_error,
     )
-    if gitops_managers is not None:
-        inputs = dataclasses.replace(inputs, gitops_managers=gitops_managers)
     plan = rollout.measurement_plan(inputs)
     if plan is not None and spec is not None:
         measurements = await _measure(kube, namespace, spec, plan)
