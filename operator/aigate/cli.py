@@ -23,7 +23,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from kubernetes import config
     from prometheus_client import start_http_server
 
-    from aigate import logs
+    from aigate import handlers, logs
+
+    assert handlers  # imported for its side effect: it registers the kopf handlers
 
     logs.configure(verbose=args.verbose)
     try:
