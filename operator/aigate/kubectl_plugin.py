@@ -11,6 +11,8 @@
 Installed as the `kubectl-aigate` console script, so kubectl finds it on PATH. It uses the
 current kubeconfig (or --kubeconfig/--context). Requests only write annotations, exactly as
 `kubectl annotate` would: the operator and the cluster's admission policy do the rest.
+promote, abort and retry name the full revision in flight (from status) and you, as the
+cluster knows you: `<stage>@<revision> by=<you> <time>`, `@<revision> by=<you> <time>`.
 """
 
 from __future__ import annotations

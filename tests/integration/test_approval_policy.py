@@ -222,7 +222,9 @@ def policy_namespace(cluster, api_client, crd_installed, tmp_path_factory) -> It
     yield namespace
     cluster.kubectl("delete", "-f", str(manifest), "--ignore-not-found")
     cluster.kubectl("delete", "-f", str(rbac), "--ignore-not-found")
-    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+    # Gone before the next module: an operator started later must not meet its objects
+    # while the namespace terminates.
+    cluster.kubectl("delete", "namespace", namespace, "--timeout=180s")
 
 
 def wait_enforced(cluster, namespace: str) -> None:
