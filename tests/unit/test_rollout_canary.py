@@ -417,6 +417,6 @@ def test_a_promote_or_retry_naming_a_short_revision_or_none_is_ignored_and_recor
         assert world.status.phase == "Paused", value
         assert world.status.requests.promote.value == value
         assert world.status.requests.promote.outcome == (
-            "ignored: expected '<stage>@<full 64-hex revision> by=<user> [text]' naming the "
-            "full revision"
+            "ignored: expected '<stage>@<full 64-hex revision> by=<user> [text]' (the full "
+            "revision, and who asks)"
         )

@@ -70,7 +70,7 @@ class Request:
         """Why the operator ignores this value, or '' when it has the expected shape."""
         if self.well_formed:
             return ""
-        return f"ignored: expected {FORMATS[self.kind]!r} naming the full revision"
+        return f"ignored: expected {FORMATS[self.kind]!r} (the full revision, and who asks)"
 
     @property
     def _tokens(self) -> list[str]:
