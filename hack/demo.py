@@ -13,6 +13,7 @@ operator against it, tells the story below, and cleans everything up.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import tempfile
@@ -75,6 +76,11 @@ def step(number: int, title: str) -> None:
     )
 
 
+def _image(version: str) -> str:
+    """A high-risk model's image is pinned by digest (kwok runs no containers: any digest)."""
+    return f"registry.example.com/fraud-scorer@sha256:{hashlib.sha256(version.encode()).hexdigest()}"
+
+
 def manifest(prometheus_url: str, version: str) -> dict[str, Any]:
     selector = 'aideployment="{{name}}",namespace="{{namespace}}",track="{{track}}"'
     return {
@@ -92,7 +98,7 @@ def manifest(prometheus_url: str, version: str) -> dict[str, Any]:
             },
             "replicas": 4,
             "template": {
-                "spec": {"containers": [{"name": "server", "image": f"fraud-scorer:{version}"}]}
+                "spec": {"containers": [{"name": "server", "image": _image(version)}]}
             },
             "service": {"port": 8080},
             "rollout": {

@@ -23,11 +23,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from kubernetes import config
     from prometheus_client import start_http_server
 
-    from aigate import handlers, logs
+    from aigate import handlers, logs, reconciler
 
     assert handlers  # imported for its side effect: it registers the kopf handlers
 
     logs.configure(verbose=args.verbose)
+    reconciler.POLICY.allow_unpinned_images = args.allow_unpinned_images
     try:
         config.load_incluster_config()
     except config.ConfigException:
@@ -108,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--priority", type=int, default=0, help="peering priority; give each replica a distinct one"
+    )
+    run.add_argument(
+        "--allow-unpinned-images",
+        action="store_true",
+        help="accept image tags for riskTier high (default: high-risk images must be "
+        "pinned by digest, <image>@sha256:<digest>)",
     )
     run.add_argument("--verbose", "-v", action="store_true")
     run.set_defaults(func=_cmd_run)

@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 
 from aigate import metrics, reconciler
-from aigate.adapters.kube import KubeAdapter, TransientError
+from aigate.adapters.kube import CountingApiClient, KubeAdapter, TransientError
 from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION
 from aigate.core.workloads import LABEL_OWNER, MANAGED_BY, OPERATOR_NAME
 
@@ -51,7 +51,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 300
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
-    _kube = KubeAdapter()
+    _kube = KubeAdapter(
+        CountingApiClient(lambda verb, resource: metrics.API_REQUESTS.labels(verb, resource).inc())
+    )
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -60,7 +62,10 @@ def aideployment_changed(namespace: str, name: str, **_: Any) -> None:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY: OPERATOR_NAME})
+@kopf.on.event("", "v1", "services", labels={MANAGED_BY: OPERATOR_NAME})
 def child_changed(namespace: str, labels: dict[str, str], **_: Any) -> None:
+    """A child changed (rolled, scaled, edited by someone): its owner looks again at once,
+    so drift is reverted without waiting for the next periodic reconcile."""
     owner = labels.get(LABEL_OWNER)
     if owner:
         _waker(namespace, owner).set()

@@ -41,6 +41,12 @@ RECONCILE_SECONDS = Histogram(
     "aigate_reconcile_duration_seconds", "Time spent in one reconcile (API calls included)"
 )
 EVENTS = Counter("aigate_events_total", "Kubernetes Events posted, by reason", ["reason"])
+API_REQUESTS = Counter(
+    "aigate_api_requests_total",
+    "Requests the operator's reconciles sent to the Kubernetes API server, by verb and "
+    "resource (kopf's watches and its Event posts are counted by aigate_events_total)",
+    ["verb", "resource"],
+)
 # Present from the start at 0, so increase() sees the first error (a counter series that
 # appears already at 1 shows no increase).
 for _result in ("ok", "error", "transient-error"):

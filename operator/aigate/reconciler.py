@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from aigate.adapters import prometheus
-from aigate.adapters.kube import KubeAdapter, RejectedError, TransientError
+from aigate.adapters.kube import KubeAdapter, RejectedError, TransientError, WriteMode
 from aigate.api.v1alpha1 import (
     AIDeploymentSpec,
     AIDeploymentStatus,
@@ -30,7 +30,9 @@ from aigate.api.v1alpha1 import (
 )
 from aigate.core import rollout
 from aigate.core.analysis import MeasurementPlan, Measurements, MetricResult, unknown_placeholders
+from aigate.core.children import Child, content_digest, record_of
 from aigate.core.gate import format_rfc3339
+from aigate.core.images import unpinned_images
 from aigate.core.verdict import QueryOutcome
 from aigate.core.workloads import Owner, build_deployment, build_service, deployment_name
 
@@ -38,6 +40,16 @@ log = logging.getLogger("aigate.reconcile")
 audit = logging.getLogger("aigate.audit")
 
 STATUS_FIELDS = set(AIDeploymentStatus.model_fields)
+
+
+@dataclass
+class Policy:
+    """Platform-wide settings, made once at start-up (`aigate run` flags)."""
+
+    allow_unpinned_images: bool = False
+
+
+POLICY = Policy()
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,12 @@ def parse_spec(raw: Any) -> tuple[AIDeploymentSpec | None, str]:
             f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
         ]
         return None, "; ".join(problems[:5])
+    if not POLICY.allow_unpinned_images:
+        unpinned = unpinned_images(
+            spec.model.risk_tier, spec.template.model_dump(mode="json", by_alias=True)
+        )
+        if unpinned:
+            return None, "; ".join(unpinned[:5])
     for index, metric in enumerate(spec.rollout.analysis.metrics):
         unknown = unknown_placeholders(metric.query)
         if unknown:
@@ -102,7 +120,9 @@ async def reconcile(
     owner = Owner(name=name, namespace=namespace, uid=metadata["uid"])
     spec, spec_error = parse_spec(body.get("spec"))
     previous, status_error = parse_status(body.get("status"))
-    observed = await asyncio.to_thread(kube.observe, owner)
+    observed = await asyncio.to_thread(
+        kube.observe, owner, previous.children, _known_revisions(previous)
+    )
     inputs = rollout.Inputs(
         generation=int(metadata.get("generation", 0)),
         spec=spec,
@@ -137,7 +157,9 @@ async def reconcile(
     _log_decision(context, decision)
     model_name = _model_name(spec, decision.status)
 
-    refused = await _apply_all(kube, owner, model_name, decision, inputs.generation, now())
+    refused = await _apply_all(
+        kube, owner, model_name, decision, inputs.generation, now(), observed
+    )
     events = decision.events
     if refused is not None:
         log.warning("apply refused: %s", refused.message, extra=context)
@@ -158,35 +180,61 @@ async def _apply_all(
     decision: rollout.Decision,
     generation: int,
     at: datetime,
+    observed: rollout.Observed,
 ) -> ApplyError | None:
     """Every action, each on its own: one refused apply never keeps the others (deleting a
     canary above all) from happening. The first refusal is recorded for decide() to weigh;
-    a recorded refusal ends when an apply of the same child goes through."""
+    a recorded refusal ends when an apply of the same child goes through. What each write
+    left on the API server (UID, content digest) is recorded in status.children."""
     status = decision.status
     refused: ApplyError | None = None
     cleared = False
+    written: dict[str, Any] = {}
     for action in decision.actions:
+        child = _track(action)
         try:
-            await _act(kube, owner, model_name, action)
+            written[child] = await _act(kube, owner, model_name, action, observed, status)
         except RejectedError as error:
             refused = refused or _apply_error(status, generation, action, str(error), at)
             continue
         previous = status.apply_error
-        cleared = cleared or (previous is not None and _track(action) == previous.track)
+        cleared = cleared or (previous is not None and child == previous.track)
+    patch: dict[str, Any] = {}
+    if written:
+        patch["children"] = written
     if refused is not None:
-        patch: dict[str, Any] | None = refused.model_dump(mode="json", by_alias=True)
+        patch["applyError"] = refused.model_dump(mode="json", by_alias=True)
     elif cleared:
-        patch = None  # a merge patch with null removes applyError
-    else:
-        return None
-    await asyncio.to_thread(
-        kube.patch_status, owner.namespace, owner.name, None, {"applyError": patch}
-    )
+        patch["applyError"] = None  # a merge patch with null removes applyError
+    if patch:
+        await asyncio.to_thread(kube.patch_status, owner.namespace, owner.name, None, patch)
     return refused
 
 
-def _track(action: rollout.Action) -> str:
-    return "service" if isinstance(action, rollout.ApplyService) else getattr(action, "track", "")
+def _known_revisions(status: AIDeploymentStatus) -> frozenset[str]:
+    """Revisions the status says aigate deployed: in a status that predates child records,
+    a child of aigate's (ownerReference) running one of them is taken over (and re-applied
+    whole); any other is a conflict."""
+    snapshots = [
+        status.serving,
+        status.previous,
+        status.rollout.candidate if status.rollout else None,
+        status.rollback.target if status.rollback else None,
+    ]
+    return frozenset(s.revision for s in snapshots if s is not None and s.revision)
+
+
+def _write_mode(child: Child, observed: rollout.Observed, status: AIDeploymentStatus) -> WriteMode:
+    """replace: the child drifted (or aigate's record of it was lost), so it is written
+    whole; create: aigate has never created it; apply: the usual, a no-op when unchanged."""
+    if observed.drift_of(child) is not None:
+        return "replace"
+    record = record_of(status.children, child)
+    return "apply" if record is not None and record.uid else "create"
+
+
+def _track(action: rollout.Action) -> Child:
+    return "service" if isinstance(action, rollout.ApplyService) else action.track
 
 
 def _apply_error(
@@ -257,11 +305,23 @@ async def _secret_value(kube: KubeAdapter, namespace: str, ref: SecretKeyRef | N
     return await asyncio.to_thread(kube.read_secret_key, namespace, ref.name, ref.key)
 
 
-async def _act(kube: KubeAdapter, owner: Owner, model_name: str, action: rollout.Action) -> None:
+async def _act(
+    kube: KubeAdapter,
+    owner: Owner,
+    model_name: str,
+    action: rollout.Action,
+    observed: rollout.Observed,
+    status: AIDeploymentStatus,
+) -> dict[str, Any] | None:
+    """Carries out one action; returns the record of the child it wrote (None: deleted)."""
+    if isinstance(action, rollout.DeleteDeployment):
+        await asyncio.to_thread(
+            kube.delete, owner.namespace, deployment_name(owner.name, action.track)
+        )
+        return None
     if isinstance(action, rollout.ApplyService):
         manifest = build_service(owner, port=action.port, target_port=action.target_port)
-        await asyncio.to_thread(kube.apply, manifest)
-    elif isinstance(action, rollout.ApplyDeployment):
+    else:
         manifest = build_deployment(
             owner,
             action.track,
@@ -271,11 +331,26 @@ async def _act(kube: KubeAdapter, owner: Owner, model_name: str, action: rollout
             template=action.template,
             replicas=action.replicas,
         )
-        await asyncio.to_thread(kube.apply, manifest)
-    elif isinstance(action, rollout.DeleteDeployment):
+    child = _track(action)
+    mode = _write_mode(child, observed, status)
+    if mode == "create":
+        # Written first, so that a crash between the create and its record leaves a trace
+        # that lets the next reconcile take the object as its own (core/children.claim).
+        creating = getattr(action, "revision", "") if child != "service" else "service"
         await asyncio.to_thread(
-            kube.delete, owner.namespace, deployment_name(owner.name, action.track)
+            kube.patch_status,
+            owner.namespace,
+            owner.name,
+            None,
+            {"children": {child: {"creating": creating, "uid": ""}}},
         )
+    stored = await asyncio.to_thread(kube.write, manifest, mode)
+    return {
+        "uid": stored["metadata"]["uid"],
+        "digest": content_digest(stored),
+        "creating": "",
+        "driftNoted": "",
+    }
 
 
 def _model_name(spec: AIDeploymentSpec | None, status: AIDeploymentStatus) -> str:

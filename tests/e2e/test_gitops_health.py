@@ -111,6 +111,16 @@ class Recorder:
         assert not self._thread.is_alive(), "watch did not stop"
 
 
+
+def scrape_once(operator, metric_name: str, **labels: str) -> dict:
+    """The operator's samples, once the series `name{labels}` reads 1."""
+
+    def ready() -> dict | None:
+        samples = scrape(operator)
+        return samples if sample(samples, metric_name, **labels) == 1 else None
+
+    return wait_for(ready, timeout=30, what=f"{metric_name}{labels} == 1 in /metrics")
+
 def scrape(operator) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     with urllib.request.urlopen(operator.metrics_url, timeout=10) as response:
         text = response.read().decode()
@@ -168,8 +178,8 @@ def test_argocd_health_kstatus_and_metrics_through_a_whole_rollout(
             timeout=TIMEOUT,
             what="Paused at canary-50",
         )
-        samples = scrape(operator)
-        assert sample(samples, "aigate_rollout_phase", **ours, phase="Paused") == 1
+        # The metrics follow the status write within the same reconcile: wait for them.
+        samples = scrape_once(operator, "aigate_rollout_phase", **ours, phase="Paused")
         assert sample(samples, "aigate_rollout_stage_info", **ours, stage="canary-50") == 1
         assert sample(samples, "aigate_rollout_canary_weight_ratio", **ours) == 0.5
         labels = {**ours, "metric": "error-rate", "track": "canary"}
@@ -194,8 +204,7 @@ def test_argocd_health_kstatus_and_metrics_through_a_whole_rollout(
         approve(aid, v3)
         wait_for(lambda: aid.phase() == "RolledBack", timeout=TIMEOUT, what="v3 RolledBack")
 
-    samples = scrape(operator)
-    assert sample(samples, "aigate_rollout_phase", **ours, phase="RolledBack") == 1
+    samples = scrape_once(operator, "aigate_rollout_phase", **ours, phase="RolledBack")
     assert sample(samples, "aigate_rollbacks_total", **ours, reason="AnalysisFailed") == 1
     promotions = [
         v

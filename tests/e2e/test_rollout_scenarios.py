@@ -25,7 +25,7 @@ from kubernetes.client.exceptions import ApiException
 from aigate.core.gate import parse_rfc3339
 from aigate.core.requests import value_digest
 from aigate.core.revision import compute_revision, short
-from support.factories import approval_annotations, spec_model
+from support.factories import approval_annotations, image_for, spec_model
 from support.kube import GROUP, PLURAL, VERSION, Aid
 from support.scenarios import HEALTHY, NAME, ModelServers, plan
 from support.waiting import holds_for, wait_for
@@ -481,7 +481,7 @@ def test_d_stable_deleted_mid_canary_is_recreated_and_canary_not_promoted_meanwh
             )
             assert template_revision(recreated) == short(v1)
             assert recreated.metadata.annotations[REVISION] == v1
-            assert recreated.spec.template.spec.containers[0].image == "fake-model:2.4.0"
+            assert recreated.spec.template.spec.containers[0].image == image_for("2.4.0")
             assert recreated.spec.replicas == 4
             holds_for(
                 lambda: (

@@ -77,7 +77,11 @@ def test_approval_deploys_stable_workload_and_records_who_approved(api_client, n
     assert len(aid.ready_pods("stable")) == 4
     assert all(p.spec.node_name.startswith("kwok-node-") for p in aid.ready_pods())
     service = client.CoreV1Api(api_client).read_namespaced_service("fraud-scorer", namespace)
-    assert service.spec.selector == {"aigate.dev/aideployment": "fraud-scorer"}
+    assert service.spec.selector == {
+        "app.kubernetes.io/managed-by": "aigate",
+        "aigate.dev/aideployment": "fraud-scorer",
+        "aigate.dev/aideployment-uid": aid.get()["metadata"]["uid"],
+    }
     (deployment,) = aid.deployments()
     assert deployment.metadata.name == "fraud-scorer-stable"
     assert deployment.metadata.owner_references[0].uid == aid.get()["metadata"]["uid"]

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
 from aigate.api.v1alpha1 import AIDeploymentSpec
 from aigate.core import gate
 from aigate.core.revision import compute_revision
+
+
+def image_for(version: str) -> str:
+    """A fake model server image pinned by digest (riskTier high requires it)."""
+    return f"fake-model@sha256:{hashlib.sha256(version.encode()).hexdigest()}"
+
 
 BASE_SPEC: dict[str, Any] = {
     "model": {
@@ -20,7 +27,7 @@ BASE_SPEC: dict[str, Any] = {
         "limitations": ["Not validated for gambling merchants."],
     },
     "replicas": 4,
-    "template": {"spec": {"containers": [{"name": "server", "image": "fake-model:2.4.0"}]}},
+    "template": {"spec": {"containers": [{"name": "server", "image": image_for("2.4.0")}]}},
     "service": {"port": 8080},
     "governance": {"approvalTTL": "168h"},
     "rollout": {

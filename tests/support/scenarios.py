@@ -4,7 +4,7 @@ shared by the end-to-end and chart tests."""
 from __future__ import annotations
 
 from localcluster.exporter import set_values
-from support.factories import spec_dict
+from support.factories import image_for, spec_dict
 
 NAME = "fraud-scorer"
 HEALTHY = {"error": 0.001, "latency": 0.08}
@@ -13,7 +13,7 @@ HEALTHY = {"error": 0.001, "latency": 0.08}
 def plan(prometheus_url: str, version: str, *, manual: bool = False, monitor: str = "0s") -> dict:
     raw = spec_dict()
     raw["model"]["version"] = version
-    raw["template"]["spec"]["containers"][0]["image"] = f"fake-model:{version}"
+    raw["template"]["spec"]["containers"][0]["image"] = image_for(version)
     selector = 'aideployment="{{name}}",namespace="{{namespace}}",track="{{track}}"'
     raw["rollout"] = {
         "progressDeadline": "60s",

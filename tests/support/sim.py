@@ -1,8 +1,8 @@
 """A simulated cluster around decide(), deliberately unlike kind: Deployments take ticks to
 roll out (old pods keep serving until new ones are Ready), the Deployment controller lags
 a tick behind, applies can be lost (a crash between the status write and the apply),
-refused (4xx) or cut short (5xx), pods flap, people delete or scale children, and the
-clock moves irregularly. Metric outcomes come from a function the test supplies.
+refused (4xx) or cut short (5xx), pods flap, people delete, scale or edit children (an
+edit shows as drift, as the kube adapter reports it), and the clock moves irregularly. Metric outcomes come from a function the test supplies.
 
 The World mirrors the reconciler: plan measurements from the stored status, decide, write
 the status, then act; a refused apply is written back as status.applyError the way
@@ -16,13 +16,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aigate.api.v1alpha1 import AIDeploymentSpec, AIDeploymentStatus, ApplyError
+from aigate.api.v1alpha1 import (
+    AIDeploymentSpec,
+    AIDeploymentStatus,
+    ApplyError,
+    ChildRecord,
+    ChildRecords,
+)
 from aigate.core import rollout
 from aigate.core.analysis import Measurements, MetricResult
+from aigate.core.children import Drift
 from aigate.core.gate import format_rfc3339
 from aigate.core.revision import compute_revision
 from aigate.core.verdict import QueryOutcome
-from support.factories import approved_for, spec_dict, spec_model
+from support.factories import approved_for, image_for, spec_dict, spec_model
 
 Outcome = Callable[[str, str, datetime], QueryOutcome]  # (track, metric, at) -> outcome
 
@@ -44,8 +51,12 @@ class SimDeployment:
     old_ready: int = 0
     observed: bool = False  # the controller has seen the latest change
     not_ready: int = 0  # flapping: Ready pods that are NotReady this tick
+    edits: int = 0  # changes by people since aigate last wrote it (0: as aigate wrote it)
+    terminating: bool = False  # deleted; gone at the next tick (foreground deletion)
 
     def state(self) -> rollout.WorkloadState:
+        if self.terminating:  # as the kube adapter reports an object being deleted
+            return rollout.WorkloadState("", "", 0, self.new_ready, 0, self.replicas, False, True)
         ready = max(0, self.new_ready - self.not_ready) + self.old_ready
         return rollout.WorkloadState(
             revision=self.revision,
@@ -65,6 +76,15 @@ class SimDeployment:
         self.revision, self.version, self.template = revision, version, template
         self.replicas = replicas
         self.new_ready = min(self.new_ready, replicas)
+        self.observed = False
+        self.edits = 0
+
+    def edit(self) -> None:
+        """A person's `kubectl set image`: a new template rolls out under aigate's labels."""
+        self.edits += 1
+        self.template = {**self.template, "edited": self.edits}
+        self.old_ready = min(self.replicas, self.new_ready + self.old_ready)
+        self.new_ready = 0
         self.observed = False
 
     def tick(self, speed: int) -> None:
@@ -121,6 +141,14 @@ class World:
         return d.state() if d else None
 
     @property
+    def drift(self) -> tuple[Drift, ...]:
+        return tuple(
+            Drift(track, f"edit-{d.edits}", f"changed: spec.template (person), edit {d.edits}")
+            for track, d in self.deployments.items()
+            if d.edits and not d.terminating
+        )
+
+    @property
     def revision(self) -> str:
         assert self.spec is not None
         return compute_revision(self.spec)
@@ -133,7 +161,11 @@ class World:
             annotations=dict(self.annotations),
             status=self.status,
             observed=rollout.Observed(
-                stable=self.stable, canary=self.canary, conflicts=self.conflicts
+                stable=self.stable,
+                canary=self.canary,
+                conflicts=self.conflicts,
+                drift=self.drift,
+                service_ports=self.service[1:] if self.service else None,
             ),
             now=self.now,
             name="fraud-scorer",
@@ -168,6 +200,8 @@ class World:
         return decision
 
     def tick(self, advance: timedelta) -> None:
+        for name in [n for n, d in self.deployments.items() if d.terminating]:
+            del self.deployments[name]
         for name, deployment in self.deployments.items():
             if name == "canary" and not self.canary_becomes_ready:
                 deployment.observed = True
@@ -222,8 +256,11 @@ class World:
         self.status = status
 
     def _apply(self, action: rollout.Action) -> None:
+        self._record_child(action)
         if isinstance(action, rollout.ApplyDeployment):
             existing = self.deployments.get(action.track)
+            # The API server answers 409 (create) or loses the write (apply): never done.
+            assert existing is None or not existing.terminating, "write to a deleted Deployment"
             if existing is None:
                 self.deployments[action.track] = SimDeployment(
                     action.revision, action.version, action.replicas, action.template
@@ -231,9 +268,22 @@ class World:
             else:
                 existing.apply(action.revision, action.version, action.replicas, action.template)
         elif isinstance(action, rollout.DeleteDeployment):
-            self.deployments.pop(action.track, None)
+            if action.track in self.deployments:
+                self.deployments[action.track].terminating = True
         elif isinstance(action, rollout.ApplyService):
             self.service = (action.revision, action.port, action.target_port)
+
+    def _record_child(self, action: rollout.Action) -> None:
+        """As the reconciler does after each write: status.children names what aigate wrote."""
+        status = self.status.model_copy(deep=True)
+        records = status.children or ChildRecords()
+        track = _track(action)
+        if isinstance(action, rollout.DeleteDeployment):
+            setattr(records, track, None)
+        else:
+            setattr(records, track, ChildRecord(uid=f"uid-{track}", digest="as-written"))
+        status.children = records
+        self.status = status
 
     def _watch_stable_strength(self) -> None:
         stable = self.stable
@@ -274,6 +324,11 @@ class World:
     def delete_child(self, track: str) -> None:
         self.deployments.pop(track, None)
 
+    def edit_child(self, track: str) -> None:
+        deployment = self.deployments.get(track)
+        if deployment is not None:
+            deployment.edit()
+
     def events(self) -> list[rollout.Event]:
         return [e for d in self.decisions for e in d.events]
 
@@ -303,7 +358,7 @@ def plan_spec(
     raw["model"]["version"] = version
     raw["replicas"] = replicas
     raw["service"] = {"port": port}
-    raw["template"]["spec"]["containers"][0]["image"] = f"fake-model:{version}"
+    raw["template"]["spec"]["containers"][0]["image"] = image_for(version)
     raw["rollout"]["stages"] = [
         {"name": "canary-10", "weight": 10, "duration": "1m"},
         {"name": "canary-50", "weight": 50, "duration": "1m", "manualPromotion": manual},

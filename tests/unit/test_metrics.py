@@ -213,3 +213,26 @@ def metrics_time():
     from datetime import UTC, datetime
 
     return datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def test_api_requests_are_counted_by_verb_and_resource():
+    from aigate.adapters.kube import CountingApiClient, resource_of
+
+    assert resource_of("https://h:6443/apis/apps/v1/namespaces/ns/deployments/x") == "deployments"
+    assert resource_of("https://h/api/v1/namespaces/ns/services/x") == "services"
+    assert (
+        resource_of("https://h/apis/aigate.dev/v1alpha1/namespaces/ns/aideployments/x/status")
+        == "aideployments/status"
+    )
+    assert resource_of("https://h/api/v1/namespaces/ns") == "namespaces"
+    assert resource_of("https://h/apis/apps/v1/deployments") == "deployments"
+
+    seen: list[tuple[str, str]] = []
+    api = CountingApiClient(lambda verb, resource: seen.append((verb, resource)))
+
+    class Answer:  # what the REST layer returns; no server is involved in counting
+        status = 200
+
+    api.rest_client = type("Rest", (), {"request": lambda *a, **k: Answer()})()
+    api.call_api("get", "https://h/apis/apps/v1/namespaces/ns/deployments/x")
+    assert seen == [("GET", "deployments")]

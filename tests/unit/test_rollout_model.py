@@ -32,6 +32,7 @@ from aigate.core.requests import Request
 from aigate.core.revision import compute_revision
 from aigate.core.rollout import table
 from aigate.core.rollout.draft import Draft
+from aigate.core.rollout.effects import action_track
 from aigate.core.rollout.situation import classify
 from aigate.core.verdict import QueryOutcome, judge
 from support.factories import approval_annotations, approved_for
@@ -228,6 +229,12 @@ class RolloutModel(RuleBasedStateMachine):
         self.world.delete_child(track)
         self._step(timedelta(seconds=then))
 
+    @rule(track=st.sampled_from(["canary", "stable"]), then=STEP)
+    def edit_child(self, track, then):
+        """`kubectl set image` on a child: drift, which the next decision must revert."""
+        self.world.edit_child(track)
+        self._step(timedelta(seconds=then))
+
     @rule(speed=st.sampled_from([0, 1, 2, 1000]), canary_ready=st.booleans(), then=STEP)
     def controller(self, speed, canary_ready, then):
         self.world.speed = speed
@@ -291,6 +298,7 @@ class RolloutModel(RuleBasedStateMachine):
         self._check_stable_applies(before, decision, annotations)
         self._check_rollback(before, after)
         self._check_records(decision)
+        self._check_drift_reverted(decision)
         self._check_idempotent(decision)
 
     # ---- the ghost's account ---------------------------------------------------------------
@@ -451,6 +459,25 @@ class RolloutModel(RuleBasedStateMachine):
                 )
                 if world.service is not None:
                     assert world.service[1] == spec.service.port
+
+    def _check_drift_reverted(self, decision) -> None:
+        """A child found changed by someone else is written again (or, a canary, deleted)
+        by the same decision, unless a refused write of it is backing off; each drifted
+        content is reported once."""
+        inputs = self.world.last_inputs
+        touched = {action_track(a) for a in decision.actions}
+        error = inputs.status.apply_error
+        for drift in inputs.observed.drift:
+            backing_off = error is not None and error.track == drift.child
+            assert backing_off or drift.child in touched, (
+                f"drifted {drift.child} left as it is in {inputs.status.phase}: {decision.actions}"
+            )
+        noted = [h for h in decision.new_history if h.reason == "DriftDetected"]
+        records = inputs.status.children
+        for drift in inputs.observed.drift:
+            record = getattr(records, drift.child) if records is not None else None
+            if record is not None and record.drift_noted == drift.digest:
+                assert not any(drift.child in h.message for h in noted), "reported twice"
 
     def _check_records(self, decision) -> None:
         for entry in decision.new_history:

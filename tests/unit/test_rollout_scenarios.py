@@ -1406,29 +1406,20 @@ def test_review_a_status_from_the_previous_aigate_is_routed_afresh_not_crashed_o
     v2 = upgrade(world)
     world.run_until(lambda w: w.status.rollout is not None and w.status.rollout.ready_since)
     old = world.status.model_dump(mode="json", by_alias=True)
-    for field in ("rollout", "serving", "watch", "rollback"):
+    for field in ("rollout", "serving", "watch", "rollback", "children"):
         old.pop(field, None)
     old.update({"stageIndex": 0, "analysis": {"track": "canary"}})  # the old shape
     world.status = AIDeploymentStatus.model_validate(old)
     world.step()
     assert "ControlStateMissing" in [h.reason for h in world.history()]
-    world.run_until(lambda w: w.status.phase == "Stable" and w.stable.revision == v2)
-    passed = [h.stage for h in world.history() if h.reason == "StagePassed" and h.revision == v2]
-    assert passed[-3:] == ["canary-10", "canary-50", "full"]  # its stages, from the start
-
-
-def test_review_an_adopted_serving_version_keeps_its_service_settings():
-    world = serving(port=8080)
-    status = world.status.model_dump(mode="json", by_alias=True)
-    status.pop("serving")
-    world.status = AIDeploymentStatus.model_validate({**status, "phase": "Pending"})
-    world.service = ("adopted", 8080, 8080)
-    upgrade(world, port=9090)
-    world.outcome = lambda track, metric, at: QueryOutcome(
-        samples=(0.5 if track == "canary" and metric == "error-rate" else 0.001,)
+    # Nothing says what serves or that aigate created the stable Deployment: it is left
+    # alone (never overwritten by v2 without its canary), and the condition says why.
+    world.run_until(lambda w: w.status.phase == "Failed")
+    assert world.status.conditions and "no record of creating" in " ".join(
+        c.message for c in world.status.conditions
     )
-    world.run_until(lambda w: w.status.phase == "RolledBack")
-    assert world.service[1:] == (8080, 8080)  # never the candidate's port
+    assert world.stable.version == "2.4.0" and world.canary is None
+    assert v2 not in [a.revision for a in world.applied if hasattr(a, "revision")]
 
 
 def test_review_an_approval_recorded_while_waiting_is_not_used_after_it_expired():
@@ -1469,3 +1460,45 @@ def test_review_a_clock_stepping_back_never_stretches_a_backoff():
     world.now -= timedelta(hours=1)
     held = rollout.decide(world.inputs())
     assert held.requeue_after <= 10.0
+
+
+# ---- drift: what runs is what aigate wrote ---------------------------------------------------
+
+
+def test_drift_on_stable_is_reverted_at_once_and_recorded_once():
+    world = serving()
+    written = dict(world.deployments["stable"].template)
+    world.edit_child("stable")  # `kubectl set image` on fraud-scorer-stable
+    world.step()
+    assert world.deployments["stable"].template == written  # re-applied whole
+    noted = [h for h in world.history() if h.reason == "DriftDetected"]
+    assert len(noted) == 1 and "fraud-scorer-stable was changed outside aigate" in noted[0].message
+    assert [e.type for e in world.events() if e.reason == "DriftDetected"] == ["Warning"]
+    world.run_until(lambda w: w.stable.rolled_out)
+    assert world.status.phase == "Stable"
+    assert len([h for h in world.history() if h.reason == "DriftDetected"]) == 1
+
+
+def test_drift_on_the_canary_is_reverted_and_the_stage_goes_on_with_the_candidate():
+    world = serving()
+    v2 = upgrade(world)
+    world.run_until(lambda w: w.canary is not None and w.canary.rolled_out)
+    candidate = dict(world.deployments["canary"].template)
+    world.edit_child("canary")
+    world.step()
+    assert world.deployments["canary"].template == candidate
+    assert "fraud-scorer-canary was changed outside aigate" in " ".join(
+        h.message for h in world.history() if h.reason == "DriftDetected"
+    )
+    world.run_until(lambda w: w.status.phase == "Stable" and w.stable.revision == v2)
+
+
+def test_drift_while_awaiting_approval_restores_the_serving_version():
+    world = serving()
+    world.change_spec(plan_spec("2.9.0"))  # not approved
+    world.run_until(lambda w: w.status.phase == "AwaitingApproval")
+    written = dict(world.deployments["stable"].template)
+    world.edit_child("stable")
+    world.step()
+    assert world.deployments["stable"].template == written
+    assert world.status.phase == "AwaitingApproval"

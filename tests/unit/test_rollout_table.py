@@ -16,7 +16,7 @@ from aigate.core.revision import compute_revision
 from aigate.core.rollout import table
 from aigate.core.verdict import QueryOutcome
 from support.factories import approval_annotations, approved_for, request, spec_model
-from support.sim import T0, Faults, SimDeployment, World, plan_spec, serving, upgrade
+from support.sim import T0, Faults, World, plan_spec, serving, upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
 BAD_SPEC = "spec.rollout.analysis.metrics[0].query: unknown placeholder(s) ['bogus']"
@@ -41,17 +41,14 @@ def until(world: World, predicate, advance=timedelta(seconds=5), limit=400) -> W
 
 def pending(approved=True, stable_revision_of=None) -> World:
     spec = plan_spec()
-    world = World(spec=spec, now=T0, annotations=approved_for(spec, T0) if approved else {})
-    if stable_revision_of is not None:  # a stable Deployment aigate made, status lost
-        world.deployments["stable"] = SimDeployment(
-            compute_revision(stable_revision_of),
-            stable_revision_of.model.version,
-            4,
-            stable_revision_of.template.model_dump(by_alias=True, exclude_unset=True),
-            4,
-            0,
-            True,
-        )
+    if stable_revision_of is None:
+        return World(spec=spec, now=T0, annotations=approved_for(spec, T0) if approved else {})
+    # A resource sent back to Pending with what serves still recorded (a phase whose
+    # control state was missing restarts from Pending): the route starts from there.
+    world = serving(stable_revision_of.model.version)
+    world.status = world.status.model_copy(update={"phase": "Pending"})
+    world.change_spec(spec)
+    world.annotations = approved_for(spec, world.now) if approved else {}
     return world
 
 

@@ -54,7 +54,15 @@ def test_user_template_is_passed_through_untouched_apart_from_labels():
 
 def test_service_selects_both_tracks_and_defaults_target_port():
     service = workloads.build_service(OWNER, port=8080, target_port=0)
-    assert service["spec"]["selector"] == {workloads.LABEL_OWNER: "fraud-scorer"}
+    selector = service["spec"]["selector"]
+    assert selector == {
+        workloads.MANAGED_BY: "aigate",
+        workloads.LABEL_OWNER: "fraud-scorer",
+        workloads.LABEL_OWNER_UID: "uid-1",
+    }
+    for track in ("stable", "canary"):  # both tracks' pods, and only aigate's
+        pod_labels = build(spec_model(), track, "r", 1)["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= pod_labels.items()
     assert service["spec"]["ports"][0]["port"] == 8080
     assert service["spec"]["ports"][0]["targetPort"] == 8080
     explicit = workloads.build_service(OWNER, port=80, target_port=8080)

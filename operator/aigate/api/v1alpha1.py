@@ -68,7 +68,9 @@ class _BoundedDurations(schema.BaseModel):
     @model_validator(mode="after")
     def _durations_within_bounds(self) -> _BoundedDurations:
         for api_name, (low, high) in self.DURATION_BOUNDS.items():
-            field = next(n for n, f in type(self).model_fields.items() if (f.alias or n) == api_name)
+            field = next(
+                n for n, f in type(self).model_fields.items() if (f.alias or n) == api_name
+            )
             value = getattr(self, field)
             if value is not None:
                 try:
@@ -226,7 +228,8 @@ class MetricSpec(schema.BaseModel):
         "Inconclusive", description="Verdict for an empty result or NaN. Never a pass."
     )
     on_error: Literal["Inconclusive", "Fail"] = Field(
-        "Inconclusive", description="Verdict when Prometheus is unreachable or errors, or the query returns several series or ±Inf. Never a pass."
+        "Inconclusive",
+        description="Verdict when Prometheus is unreachable or errors, or the query returns several series or ±Inf. Never a pass.",
     )
     traffic_guard: schema.Optional[TrafficGuard] = None
 
@@ -349,6 +352,27 @@ class ApprovalRecord(schema.BaseModel):
     )
 
 
+class ChildRecord(schema.BaseModel):
+    """A child aigate created, known by the UID the API server gave it (an ownerReference
+    is a field anyone with edit rights can write) and by the digest of its content as
+    stored after aigate's last write (any other difference is drift, reverted)."""
+
+    uid: str = Field("", description="UID of the child aigate created.")
+    digest: str = Field("", description="SHA-256 of its content after aigate's last write.")
+    creating: str = Field(
+        "",
+        description="Set just before a create (the revision being created), so that a "
+        "crash between the create and this record is recovered from.",
+    )
+    drift_noted: str = Field("", description="Digest of the drifted content last recorded.")
+
+
+class ChildRecords(schema.BaseModel):
+    stable: schema.Optional[ChildRecord] = None
+    canary: schema.Optional[ChildRecord] = None
+    service: schema.Optional[ChildRecord] = None
+
+
 class ApplyError(schema.BaseModel):
     """The API server refused a child object the operator built."""
 
@@ -358,7 +382,9 @@ class ApplyError(schema.BaseModel):
     message: str
     attempts: int = 1
     since: str = ""
-    last_at: str = Field("", description="When the last refusal happened (backoff counts from here).")
+    last_at: str = Field(
+        "", description="When the last refusal happened (backoff counts from here)."
+    )
 
 
 Verdict = Literal["Pass", "Fail", "Inconclusive"]
@@ -397,7 +423,8 @@ class AnalysisState(schema.BaseModel):
     started_at: str = ""
     last_measured_at: str = ""
     inconclusive_since: str = Field(
-        "", description="Since when the analysis could not conclude (pauseTimeout counts from here)."
+        "",
+        description="Since when the analysis could not conclude (pauseTimeout counts from here).",
     )
     metrics: dict[str, MetricCounters] = Field(default_factory=dict)
 
@@ -538,8 +565,9 @@ class AIDeploymentStatus(schema.BaseModel):
     canary_ready_replicas: int = 0
     # control state
     replicas: int = Field(
-        0, description="The last spec.replicas the operator could read: what a vanished stable "
-        "Deployment is recreated with while the spec cannot be used."
+        0,
+        description="The last spec.replicas the operator could read: what a vanished stable "
+        "Deployment is recreated with while the spec cannot be used.",
     )
     serving: schema.Optional[RevisionSnapshot] = None
     previous: schema.Optional[RevisionSnapshot] = None
@@ -558,6 +586,11 @@ class AIDeploymentStatus(schema.BaseModel):
     last_transition: schema.Optional[Transition] = None
     approval: schema.Optional[ApprovalRecord] = None
     apply_error: schema.Optional[ApplyError] = None
+    children: schema.Optional[ChildRecords] = Field(
+        None,
+        description="The children aigate created; absent only in a status written by an "
+        "aigate before child records.",
+    )
     requests: Requests = Field(default_factory=Requests)
     recent_measurements: list[MeasurementRecord] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)

@@ -18,6 +18,11 @@ Track = Literal["stable", "canary"]
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_OWNER = "aigate.dev/aideployment"
+# The owner's UID on every pod aigate's Deployments make: the Service selects it too, so
+# pods of an older AIDeployment of the same name (or hand-made pods copying the name
+# label) never receive its traffic. Who may create pods with aigate's labels at all is the
+# chart's admission policy.
+LABEL_OWNER_UID = "aigate.dev/aideployment-uid"
 LABEL_TRACK = "aigate.dev/track"
 LABEL_REVISION = "aigate.dev/revision"
 LABEL_VERSION = "aigate.dev/version"
@@ -65,6 +70,7 @@ def build_deployment(
     identity = {
         MANAGED_BY: OPERATOR_NAME,
         LABEL_OWNER: owner.name,
+        LABEL_OWNER_UID: owner.uid,
         LABEL_TRACK: track,
         # A label value holds at most 63 characters: labels carry the revision's display
         # prefix (for selectors and dashboards); the full digest, which is what the
@@ -99,8 +105,13 @@ def build_deployment(
     }
 
 
+def service_selector(owner: Owner) -> dict[str, str]:
+    """Only pods of aigate's own Deployments for this AIDeployment (both tracks)."""
+    return {MANAGED_BY: OPERATOR_NAME, LABEL_OWNER: owner.name, LABEL_OWNER_UID: owner.uid}
+
+
 def build_service(owner: Owner, *, port: int, target_port: int) -> dict[str, Any]:
-    """One Service selecting both tracks: traffic share follows the replica ratio. Its
+    """One Service selecting both tracks' pods: traffic share follows the replica ratio. Its
     settings are those of the revision that owns the traffic (the serving one until a
     promotion), so a canary never changes how traffic reaches the stable pods."""
     return {
@@ -113,7 +124,7 @@ def build_service(owner: Owner, *, port: int, target_port: int) -> dict[str, Any
             "ownerReferences": [_owner_reference(owner)],
         },
         "spec": {
-            "selector": {LABEL_OWNER: owner.name},
+            "selector": service_selector(owner),
             "ports": [
                 {
                     "name": "http",

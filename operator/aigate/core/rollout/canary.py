@@ -140,7 +140,14 @@ def _size_canary(d: Draft, rollout: RolloutState, plan: AIDeploymentSpec) -> boo
     if rollout.canary_replicas != want:
         rollout.canary_replicas = want
         rollout.waiting_since = d.now_iso
-    if canary is None or canary.revision != candidate.revision or canary.replicas != want:
+    if canary is not None and canary.terminating:
+        pass  # the previous canary is still going away: this one is created once it is gone
+    elif (
+        canary is None
+        or canary.revision != candidate.revision
+        or canary.replicas != want
+        or d.inputs.observed.drift_of("canary") is not None
+    ):
         d.actions.append(
             ApplyDeployment(
                 "canary", candidate.revision, candidate.version, want, template_of(candidate)

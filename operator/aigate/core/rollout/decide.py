@@ -12,15 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from aigate.api.durations import parse_duration
-from aigate.api.v1alpha1 import AIDeploymentStatus
+from aigate.api.v1alpha1 import AIDeploymentStatus, ChildRecords
 from aigate.core import analysis as an
 from aigate.core import conditions as cond
 from aigate.core.gate import format_rfc3339, parse_rfc3339
 from aigate.core.revision import short
-from aigate.core.rollout import canary, promotion, rest, rollback, watch
+from aigate.core.rollout import canary, effects, promotion, rest, rollback, watch
 from aigate.core.rollout.draft import Draft
 from aigate.core.rollout.model import REQUEUE_AT_REST, Decision, Inputs
-from aigate.core.rollout.routing import adopt_unrecorded_stable, record_approval
+from aigate.core.rollout.routing import record_approval
 from aigate.core.rollout.situation import classify
 from aigate.core.rollout.snapshots import plan_of
 
@@ -45,7 +45,8 @@ def decide(inputs: Inputs) -> Decision:
     if inputs.status_error:
         return unreadable_status(inputs)
     d = Draft(classify(inputs))
-    adopt_unrecorded_stable(d)
+    _start_child_records(d)
+    effects.note_drift(d)
     _restart_without_control_state(d)
     record_approval(d)
     for _ in range(MAX_HOPS):
@@ -58,6 +59,14 @@ def decide(inputs: Inputs) -> Decision:
         raise RuntimeError(f"decide() did not settle within {MAX_HOPS} phase changes")
     _show(d)
     return d.decision()
+
+
+def _start_child_records(d: Draft) -> None:
+    """A resource that has deployed nothing starts with empty child records, so nothing it
+    did not create is ever taken over (only a status from before records is lenient)."""
+    s = d.status
+    if s.children is None and not (s.serving or s.rollout or s.rollback or s.previous):
+        s.children = ChildRecords()
 
 
 # The control state each phase needs: without it (a status written by an older aigate, or

@@ -25,6 +25,7 @@ from aigate.core.rollout.draft import Draft
 from aigate.core.rollout.model import (
     MAX_BACKOFF,
     REQUEUE_NOW,
+    REQUEUE_WHILE_CHANGING,
     ApplyDeployment,
     ApplyService,
     DeleteDeployment,
@@ -70,9 +71,18 @@ def parse_time(text: str):
 
 
 def put_stable(d: Draft, snapshot: RevisionSnapshot) -> None:
-    """Asks for `snapshot` on the stable track at spec.replicas, unless it is there."""
+    """Asks for `snapshot` on the stable track at spec.replicas, unless it is there as
+    aigate wrote it."""
     stable = d.sit.stable
-    if stable is None or stable.revision != snapshot.revision or stable.replicas != d.replicas:
+    if stable is not None and stable.terminating:
+        d.requeue_within(REQUEUE_WHILE_CHANGING)  # recreated once it is gone
+        return
+    if (
+        stable is None
+        or stable.revision != snapshot.revision
+        or stable.replicas != d.replicas
+        or d.inputs.observed.drift_of("stable") is not None
+    ):
         d.actions.append(
             ApplyDeployment(
                 "stable", snapshot.revision, snapshot.version, d.replicas, template_of(snapshot)
@@ -80,10 +90,42 @@ def put_stable(d: Draft, snapshot: RevisionSnapshot) -> None:
         )
 
 
+def note_drift(d: Draft) -> None:
+    """Records each drifted child once per drifted content (DriftDetected, a Warning):
+    the phases re-apply it whole. A child re-applied only because aigate's record of its
+    last write was lost is not drift, and is not reported."""
+    records = d.status.children
+    if records is None:
+        return
+    for child in ("stable", "canary", "service"):
+        record = getattr(records, child)
+        drift = d.inputs.observed.drift_of(child)
+        if record is None:
+            continue
+        if drift is None or not drift.recorded:
+            record.drift_noted = ""
+            continue
+        if record.drift_noted == drift.digest:
+            continue
+        record.drift_noted = drift.digest
+        name = d.inputs.name if child == "service" else f"{d.inputs.name}-{child}"
+        kind = "Service" if child == "service" else "Deployment"
+        d.note(
+            "DriftDetected",
+            f"{kind} {name} was changed outside aigate ({drift.what}); reverting it to what "
+            f"aigate wrote",
+            "Warning",
+        )
+
+
 def put_service(d: Draft, snapshot: RevisionSnapshot) -> None:
-    """The Service carries the settings of `snapshot`, the revision that owns the traffic."""
+    """The Service carries the settings of `snapshot`, the revision that owns the traffic;
+    written only when it has other settings, is missing or drifted."""
     port, target_port = service_of(snapshot)
-    if port:
+    observed = d.inputs.observed
+    if not port:
+        return
+    if observed.service_ports != (port, target_port) or observed.drift_of("service"):
         d.actions.append(ApplyService(snapshot.revision, port, target_port))
 
 
@@ -119,7 +161,7 @@ def note_recreated_stable(d: Draft, snapshot: RevisionSnapshot) -> None:
 
 
 def remove_canary(d: Draft) -> None:
-    if d.sit.canary is not None:
+    if d.sit.canary is not None and not d.sit.canary.terminating:
         d.actions.append(DeleteDeployment("canary"))
 
 

@@ -14,6 +14,7 @@ from aigate.api.v1alpha1 import (
     MeasurementRecord,
 )
 from aigate.core.analysis import Measurements
+from aigate.core.children import Child, Drift
 from aigate.core.workloads import Track
 
 # How soon to look again. Changes to the resource itself or its Deployments wake the
@@ -35,6 +36,9 @@ class WorkloadState:
     updated_replicas: int
     total_replicas: int
     observed_current: bool  # status.observedGeneration caught up with metadata.generation
+    # Being deleted (a cancelled canary going away): nothing can be written to it until it
+    # is gone (a create answers 409, an apply is lost with the object).
+    terminating: bool = False
     template: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
@@ -66,8 +70,15 @@ class WorkloadState:
 class Observed:
     stable: WorkloadState | None = None
     canary: WorkloadState | None = None
-    # Children with our deterministic names that another owner holds: never touched.
+    # Children with our deterministic names that aigate did not create: never touched.
     conflicts: tuple[str, ...] = ()
+    # aigate's children whose content is not what aigate last wrote: re-applied whole.
+    drift: tuple[Drift, ...] = ()
+    # (port, targetPort) of aigate's Service; None when there is none (or not aigate's).
+    service_ports: tuple[int, int] | None = None
+
+    def drift_of(self, child: Child) -> Drift | None:
+        return next((d for d in self.drift if d.child == child), None)
 
 
 @dataclass(frozen=True)

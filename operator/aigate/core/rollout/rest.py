@@ -61,8 +61,10 @@ def _held(d: Draft, where: Route) -> None:
     it disappeared), no canary runs, and the condition says what would move things on."""
     effects.remove_canary(d)
     # A rolled-back resource keeps serving at spec.replicas (scaling needs no approval);
-    # otherwise the serving version is left exactly as it is, unless it disappeared.
-    if d.status.serving is not None and (where.phase == "RolledBack" or d.sit.stable is None):
+    # otherwise the serving version is left as it is, unless it disappeared or was changed
+    # by someone else (drift is reverted in every phase).
+    restore = d.sit.stable is None or d.inputs.observed.drift_of("stable") is not None
+    if d.status.serving is not None and (where.phase == "RolledBack" or restore):
         effects.keep_serving(d)
     message = where.message
     if where.phase == "RolledBack":

@@ -7,10 +7,10 @@ from typing import NamedTuple
 
 from aigate.api.v1alpha1 import ApprovalRecord, Phase
 from aigate.core import conditions as cond
+from aigate.core.children import record_of
 from aigate.core.gate import APPROVAL_SOURCE, APPROVED_BY, FROM_GIT, format_rfc3339
 from aigate.core.requests import writer_of
 from aigate.core.rollout.draft import Draft
-from aigate.core.rollout.snapshots import snapshot_of, snapshot_of_live
 
 
 class Route(NamedTuple):
@@ -39,6 +39,14 @@ def route(d: Draft) -> Route:
             "ChildConflict",
             f"{', '.join(conflicts)} already exist(s) and aigate did not create them; it will "
             f"not touch them: rename this AIDeployment or remove them",
+        )
+    if s.serving is None and sit.stable is not None and record_of(s.children, "stable") is None:
+        return Route(
+            "Failed",
+            "ChildConflict",
+            f"Deployment {d.inputs.name}-stable exists but aigate has no record of creating "
+            f"it or of what it serves; it will not touch it: remove it (aigate then deploys "
+            f"the approved revision) or rename this AIDeployment",
         )
     error = s.apply_error
     if (
@@ -88,26 +96,6 @@ def serving_text(d: Draft) -> str:
     if serving is None:
         return "no workload is created until then"
     return f"version {serving.version} (revision {serving.revision}) keeps serving"
-
-
-def adopt_unrecorded_stable(d: Draft) -> None:
-    """A stable Deployment of ours with no record of what it serves (the status was lost or
-    written by an older aigate) is taken as serving, so a new revision goes through the
-    canary stages instead of straight to stable."""
-    s, stable = d.status, d.sit.stable
-    if s.serving is not None or s.rollout is not None or s.rollback is not None:
-        return
-    if stable is None or not stable.revision:
-        return
-    own_spec = d.spec is not None and stable.revision == d.sit.revision
-    s.serving = snapshot_of(d.spec) if own_spec and d.spec else snapshot_of_live(stable)
-    d.note(
-        "StableAdopted",
-        f"no record of what serves: taking revision {stable.revision} running on "
-        f"{d.inputs.name}-stable as the serving version",
-        "Warning",
-        subject=(stable.revision, stable.version),
-    )
 
 
 def record_approval(d: Draft) -> None:

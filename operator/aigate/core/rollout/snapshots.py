@@ -9,20 +9,11 @@ from pydantic import ValidationError
 
 from aigate.api.v1alpha1 import AIDeploymentSpec, RevisionSnapshot
 from aigate.core.revision import compute_revision, vouched_content
-from aigate.core.rollout.model import WorkloadState
 
 
 def snapshot_of(spec: AIDeploymentSpec) -> RevisionSnapshot:
     return RevisionSnapshot(
         revision=compute_revision(spec), version=spec.model.version, content=vouched_content(spec)
-    )
-
-
-def snapshot_of_live(stable: WorkloadState) -> RevisionSnapshot:
-    """What runs on a stable Deployment aigate created but has no record of (a status lost
-    or written by an older aigate): only its template is known."""
-    return RevisionSnapshot(
-        revision=stable.revision, version=stable.version, content={"template": stable.template}
     )
 
 
