@@ -1,6 +1,7 @@
 """The `aigate` command.
 
 aigate run [--namespace NS]... [--metrics-port 9090] [--health-port 8081]
+           [--require-approval-policy NAME]
 aigate revision -f manifest.yaml     # the revision an approval must name, offline
 """
 
@@ -25,10 +26,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from aigate import handlers, logs, reconciler
 
-    assert handlers  # imported for its side effect: it registers the kopf handlers
-
     logs.configure(verbose=args.verbose)
     reconciler.POLICY.allow_unpinned_images = args.allow_unpinned_images
+    handlers.require_approval_policy(args.require_approval_policy)
     try:
         config.load_incluster_config()
     except config.ConfigException:
@@ -115,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept image tags for riskTier high (default: high-risk images must be "
         "pinned by digest, <image>@sha256:<digest>)",
+    )
+    run.add_argument(
+        "--require-approval-policy",
+        metavar="NAME",
+        default=None,
+        help="fail closed: every gate stays closed (reason ApprovalPolicyMissing) unless the "
+        "ValidatingAdmissionPolicy NAME and a binding of it with validationActions Deny "
+        "select the resource (the chart sets it; default: not checked)",
     )
     run.add_argument("--verbose", "-v", action="store_true")
     run.set_defaults(func=_cmd_run)

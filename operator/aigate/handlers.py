@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 
 from aigate import metrics, reconciler
+from aigate.adapters.admission import ApprovalPolicyCheck
 from aigate.adapters.kube import CountingApiClient, KubeAdapter, TransientError
 from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION
 from aigate.core.workloads import LABEL_OWNER, MANAGED_BY, OPERATOR_NAME
@@ -27,6 +28,16 @@ RETRY_AFTER_TRANSIENT_ERROR = 5.0
 
 _wakers: dict[tuple[str, str], asyncio.Event] = {}
 _kube: KubeAdapter | None = None
+
+# `aigate run --require-approval-policy`: the policy's name, or None (not checked).
+_required_policy: str | None = None
+_policy_check: ApprovalPolicyCheck | None = None
+_policy_task: asyncio.Task[None] | None = None
+
+
+def require_approval_policy(name: str | None) -> None:
+    global _required_policy  # noqa: PLW0603 (process-wide setting, made once before kopf runs)
+    _required_policy = name or None
 
 
 def _waker(namespace: str, name: str) -> asyncio.Event:
@@ -54,6 +65,39 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     _kube = KubeAdapter(
         CountingApiClient(lambda verb, resource: metrics.API_REQUESTS.labels(verb, resource).inc())
     )
+
+
+@kopf.on.startup()
+async def watch_approval_policy(**_: Any) -> None:
+    """Reads the required approval policy on a timer; every resource looks again when what
+    the API server holds changed, so a policy applied or deleted is noticed within a TTL."""
+    global _policy_check, _policy_task  # noqa: PLW0603 (one per process, made at startup)
+    if _required_policy is None:
+        return
+    _policy_check = ApprovalPolicyCheck(_required_policy)
+    _policy_task = asyncio.create_task(_refresh_policy(_policy_check))
+
+
+async def _refresh_policy(check: ApprovalPolicyCheck) -> None:
+    seen: object = None
+    while True:
+        try:
+            read = await asyncio.to_thread(check.refresh)
+            if read != seen:
+                if seen is not None:
+                    log.warning("approval policy %s changed: looking again", check.policy_name)
+                    for waker in list(_wakers.values()):
+                        waker.set()
+                seen = read
+        except Exception:
+            log.exception("reading the approval policy failed")
+        await asyncio.sleep(check.ttl)
+
+
+@kopf.on.cleanup()
+async def stop_watching_policy(**_: Any) -> None:
+    if _policy_task is not None:
+        _policy_task.cancel()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -93,7 +137,9 @@ async def _reconcile_once(kube: KubeAdapter, namespace: str, name: str) -> float
     """Returns the delay before the next reconcile, or None when the object is gone."""
     with metrics.RECONCILE_SECONDS.time():
         try:
-            outcome = await reconciler.reconcile(kube, namespace, name)
+            outcome = await reconciler.reconcile(
+                kube, namespace, name, approval_policy=_policy_check
+            )
         except TransientError as error:
             metrics.RECONCILES.labels(result="transient-error").inc()
             log.warning("will retry: %s", error, extra={"aideployment": f"{namespace}/{name}"})

@@ -4,6 +4,8 @@
     kubectl aigate history NAME [-n NS]        every recorded decision with its evidence
     kubectl aigate verify  NAME [-n NS]        check the history's hash chain (tamper evidence)
     kubectl aigate approve NAME --risk-acceptance RISK-1 --risk-accepted-by ciso@x [--by you@x]
+                                               shows model, images, plan, thresholds and the
+                                               change against what serves; asks (or --yes)
     kubectl aigate promote NAME [--stage S]    continue a stage waiting for promotion
     kubectl aigate abort   NAME --reason TEXT  roll back now
     kubectl aigate retry   NAME                run a rolled-back revision again
@@ -18,14 +20,19 @@ cluster knows you: `<stage>@<revision> by=<you> <time>`, `@<revision> by=<you> <
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+from pydantic import ValidationError
 
-from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION, HistoryEntry
+from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION, AIDeploymentSpec, HistoryEntry
 from aigate.core import gate, records
+from aigate.core.revision import compute_revision, vouched_content
 
 # ---- rendering (pure) ---------------------------------------------------------------------
 
@@ -149,6 +156,140 @@ def render_history(history: list[dict[str, Any]], evidence: bool = True) -> str:
     return "\n".join(lines)
 
 
+# ---- approve: what is being approved (pure) -------------------------------------------------
+
+
+def render_approval(
+    name: str, spec: AIDeploymentSpec, revision: str, serving: dict[str, Any] | None
+) -> str:
+    """Everything an approval vouches for, and what changed against the serving revision."""
+    model, plan = spec.model, spec.rollout
+    content = vouched_content(spec)
+    lines = [
+        _row("AIDeployment", name),
+        _row(
+            "Model",
+            f"{model.name} {model.version} (risk tier {model.risk_tier}, owner {model.owner})",
+        ),
+        _row("Revision", revision),
+        "Images:",
+        *[f"  {kind} {c.get('name')}: {c.get('image')}" for kind, c in _containers(content)],
+        f"Plan (progressDeadline {plan.progress_deadline}, approvalTTL "
+        f"{spec.governance.approval_ttl}, post-promotion watch {plan.post_promotion.monitor_for}):",
+    ]
+    for stage in plan.stages:
+        manual = ", manual promotion" if stage.manual_promotion else ""
+        lines.append(f"  {stage.name}: weight {stage.weight}%, {stage.duration}{manual}")
+    analysis = plan.analysis
+    consecutive = analysis.consecutive_failure_limit
+    lines.append(
+        f"Thresholds (every {analysis.interval}, failureLimit {analysis.failure_limit}"
+        + (f", consecutiveFailureLimit {consecutive}" if consecutive is not None else "")
+        + f", inconclusiveLimit {analysis.inconclusive_limit}; Prometheus {analysis.prometheus.url}):"
+    )
+    for metric in analysis.metrics:
+        bounds = [f"min {metric.min:g}" if metric.min is not None else ""]
+        bounds.append(f"max {metric.max:g}" if metric.max is not None else "")
+        bounds.append(
+            f"onNoData {metric.on_no_data}" if metric.on_no_data != "Inconclusive" else ""
+        )
+        bounds.append(f"onError {metric.on_error}" if metric.on_error != "Inconclusive" else "")
+        lines.append(f"  {metric.name}: {', '.join(b for b in bounds if b)}")
+        lines.append(f"    query: {metric.query}")
+        if metric.traffic_guard is not None:
+            guard = metric.traffic_guard.model_dump(mode="json", by_alias=True)
+            lines.append(f"    traffic guard: {_shown(guard)}")
+    lines.extend(_changes(content, serving))
+    return "\n".join(lines)
+
+
+def _containers(content: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    pod = (content.get("template") or {}).get("spec") or {}
+    return [("init", c) for c in pod.get("initContainers") or []] + [
+        ("container", c) for c in pod.get("containers") or []
+    ]
+
+
+def _changes(content: dict[str, Any], serving: dict[str, Any] | None) -> list[str]:
+    if not serving or not serving.get("content"):
+        return ["Changes: nothing serves yet; this is the first version"]
+    header = f"Changes against the serving version {serving.get('version')} (revision {serving.get('revision')}):"
+    diff = content_diff(serving["content"], content)
+    return [header, *(f"  {line}" for line in diff)] if diff else [header, "  none"]
+
+
+def content_diff(old: Any, new: Any, path: str = "spec") -> list[str]:
+    """Field by field, down to the leaves: `~ path: old -> new`, `+ path: new`, `- path: old`.
+    List items that have a name are matched by name (containers[server].image), others by
+    position. Values are shown whole: an approver must see the whole changed query."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return _mapping_diff(old, new, lambda key: f"{path}.{key}")
+    if isinstance(old, list) and isinstance(new, list):
+        return _list_diff(old, new, path)
+    if old == new:
+        return []
+    if isinstance(old, dict | list) or isinstance(new, dict | list):
+        return _leaves("-", path, old) + _leaves("+", path, new)
+    return [f"~ {path}: {_shown(old)} -> {_shown(new)}"]
+
+
+def _mapping_diff(
+    old: dict[str, Any], new: dict[str, Any], child_path: Callable[[str], str]
+) -> list[str]:
+    lines: list[str] = []
+    for key in sorted(set(old) | set(new), key=str):
+        child = child_path(key)
+        if key not in new:
+            lines += _leaves("-", child, old[key])
+        elif key not in old:
+            lines += _leaves("+", child, new[key])
+        else:
+            lines += content_diff(old[key], new[key], child)
+    return lines
+
+
+def _list_diff(old: list[Any], new: list[Any], path: str) -> list[str]:
+    old_keyed, new_keyed = _by_name(old), _by_name(new)
+    if old_keyed is not None and new_keyed is not None:
+        lines = []
+        if list(old_keyed) != list(new_keyed) and set(old_keyed) == set(new_keyed):
+            lines.append(f"~ {path}: order {list(old_keyed)} -> {list(new_keyed)}")
+        return lines + _mapping_diff(old_keyed, new_keyed, lambda key: f"{path}[{key}]")
+    common = min(len(old), len(new))
+    lines = [line for i in range(common) for line in content_diff(old[i], new[i], f"{path}[{i}]")]
+    lines += [
+        line for i in range(common, len(old)) for line in _leaves("-", f"{path}[{i}]", old[i])
+    ]
+    lines += [
+        line for i in range(common, len(new)) for line in _leaves("+", f"{path}[{i}]", new[i])
+    ]
+    return lines
+
+
+def _by_name(items: list[Any]) -> dict[str, Any] | None:
+    """Items keyed by their unique `name` (containers, env, stages, metrics), else None."""
+    names = [i.get("name") if isinstance(i, dict) else None for i in items]
+    if names and all(isinstance(n, str) for n in names) and len(set(names)) == len(names):
+        return dict(zip(names, items, strict=True))
+    return None
+
+
+def _leaves(sign: str, path: str, value: Any) -> list[str]:
+    """An added or removed value, one line per leaf."""
+    if isinstance(value, dict) and value:
+        return [line for k in sorted(value) for line in _leaves(sign, f"{path}.{k}", value[k])]
+    if isinstance(value, list) and value:
+        keyed = _by_name(value)
+        if keyed is not None:
+            return [line for k, v in keyed.items() for line in _leaves(sign, f"{path}[{k}]", v)]
+        return [line for i, v in enumerate(value) for line in _leaves(sign, f"{path}[{i}]", v)]
+    return [f"{sign} {path}: {_shown(value)}"]
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
 def approval_patch(
     revision: str,
     by: str,
@@ -230,6 +371,97 @@ def _now_value() -> str:
     return gate.format_rfc3339(datetime.now(UTC))
 
 
+# ---- approve -----------------------------------------------------------------------------
+
+MAX_WRITE_ATTEMPTS = 5  # status writes by the operator also move resourceVersion
+
+
+def _spec_of(obj: dict[str, Any]) -> tuple[AIDeploymentSpec | None, str]:
+    try:
+        return AIDeploymentSpec.model_validate(obj.get("spec") or {}), ""
+    except ValidationError as error:
+        first = error.errors()[0]
+        return None, f"spec.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+
+
+def _confirm(question: str) -> bool:
+    print(question, flush=True)  # a line of its own: scripts and tests can wait for it
+    try:
+        return input().strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
+
+
+def _approve(
+    args: argparse.Namespace, custom: Any, api: Any, namespace: str, obj: dict[str, Any]
+) -> int:
+    """Shows what the spec's revision is, asks, and writes an approval of exactly that
+    revision, only while the spec still has it (re-read, written with its resourceVersion)."""
+    where = f"{namespace}/{args.name}"
+    spec, problem = _spec_of(obj)
+    if spec is None:
+        print(f"{where}: the spec cannot be approved: {problem}", file=sys.stderr)
+        return 1
+    revision = compute_revision(spec)
+    if args.revision and args.revision != revision:
+        print(
+            f"refused: --revision {args.revision} is not the spec's revision {revision}",
+            file=sys.stderr,
+        )
+        return 1
+    status = obj.get("status") or {}
+    print(render_approval(where, spec, revision, status.get("serving")))
+    if status.get("revision") and status["revision"] != revision:
+        print(
+            f"note: status.revision is {status['revision']} (the operator has not caught up "
+            f"with the spec yet); this approves the spec's revision {revision}"
+        )
+    if not args.yes and not _confirm(f"Approve revision {revision} of {where}? [y/N]"):
+        print("not approved: nothing written", file=sys.stderr)
+        return 1
+    by = args.by or _whoami(api)
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        written = _write_approval(args, custom, namespace, revision, by)
+        if written is not None:
+            return written
+    print(f"refused: {where} kept changing while writing; nothing written", file=sys.stderr)
+    return 1
+
+
+def _write_approval(
+    args: argparse.Namespace, custom: Any, namespace: str, revision: str, by: str
+) -> int | None:
+    """0 written, 1 refused, None: the object moved meanwhile (409), read it again."""
+    fresh = _get(custom, namespace, args.name)
+    fresh_spec, problem = _spec_of(fresh)
+    now = compute_revision(fresh_spec) if fresh_spec is not None else f"none ({problem})"
+    if now != revision:
+        print(
+            f"refused: the spec of {namespace}/{args.name} changed after it was shown: you "
+            f"reviewed revision {revision}, the spec now has revision {now}; nothing written, "
+            f"run approve again to review it",
+            file=sys.stderr,
+        )
+        return 1
+    patch = approval_patch(
+        revision,
+        by,
+        args.risk_acceptance,
+        args.risk_accepted_by,
+        args.conditions,
+        datetime.now(UTC),
+    )
+    patch["metadata"]["resourceVersion"] = fresh["metadata"]["resourceVersion"]
+    try:
+        _annotate(custom, namespace, args.name, patch)
+    except ApiException as error:
+        if error.status == 409:
+            return None
+        raise
+    print(f"approved revision {revision} of {namespace}/{args.name} as {by}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="kubectl aigate",
@@ -258,7 +490,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             command.add_argument("--conditions", default="")
             command.add_argument(
-                "--revision", help="default: the revision in status (check it first)"
+                "--revision",
+                help="refuse unless the spec's revision is this one (default: the spec's, shown)",
+            )
+            command.add_argument(
+                "--yes", "-y", action="store_true", help="approve what is shown without asking"
             )
     args = parser.parse_args(argv)
     args.namespace = args.sub_namespace or args.namespace
@@ -281,25 +517,7 @@ def main(argv: list[str] | None = None) -> int:
             print("history NOT intact:\n  " + "\n  ".join(check.problems))
             return 1
     elif args.command == "approve":
-        revision = args.revision or status.get("revision")
-        if not revision:
-            print("status.revision is not set yet: is the operator running?", file=sys.stderr)
-            return 1
-        by = args.by or _whoami(api)
-        _annotate(
-            custom,
-            namespace,
-            args.name,
-            approval_patch(
-                revision,
-                by,
-                args.risk_acceptance,
-                args.risk_accepted_by,
-                args.conditions,
-                datetime.now(UTC),
-            ),
-        )
-        print(f"approved revision {revision} of {namespace}/{args.name} as {by}")
+        return _approve(args, custom, api, namespace, obj)
     else:
         revision, stage = request_target(args.command, status)
         if args.command != "abort" and not revision:

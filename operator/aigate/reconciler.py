@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from aigate.adapters import prometheus
+from aigate.adapters.admission import ApprovalPolicyCheck
 from aigate.adapters.kube import KubeAdapter, RejectedError, TransientError, WriteMode
 from aigate.api.v1alpha1 import (
     AIDeploymentSpec,
@@ -112,6 +113,7 @@ async def reconcile(
     namespace: str,
     name: str,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    approval_policy: ApprovalPolicyCheck | None = None,
 ) -> Outcome | None:
     body = await asyncio.to_thread(kube.get_aideployment, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
@@ -123,6 +125,10 @@ async def reconcile(
     observed = await asyncio.to_thread(
         kube.observe, owner, previous.children, _known_revisions(previous)
     )
+    policy_problem = ""
+    if approval_policy is not None:
+        labels = metadata.get("labels") or {}
+        policy_problem = await asyncio.to_thread(approval_policy.problem, namespace, labels) or ""
     inputs = rollout.Inputs(
         generation=int(metadata.get("generation", 0)),
         spec=spec,
@@ -135,6 +141,7 @@ async def reconcile(
         namespace=namespace,
         managed_fields=metadata.get("managedFields") or (),
         status_error=status_error,
+        policy_problem=policy_problem,
     )
     plan = rollout.measurement_plan(inputs)
     if plan is not None and spec is not None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
+from aigate.core.revision import compute_revision
+from support.factories import image_for, spec_model
 from support.kube import Aid
 from support.scenarios import NAME, ModelServers, plan
 from support.waiting import wait_for
@@ -80,6 +83,7 @@ def test_approve_status_promote_and_history_through_kubectl(
         "RISK-9",
         "--risk-accepted-by",
         "ciso@example.com",
+        "--yes",
     )
     kubectl_aigate(cluster, *approve, user="approver")
     wait_for(lambda: aid.phase() == "Stable", timeout=120, what="v1 Stable")
@@ -120,3 +124,62 @@ def test_approve_status_promote_and_history_through_kubectl(
     )
     out = kubectl_aigate(cluster, "verify", NAME, "-n", namespace, expect=1)
     assert "NOT intact" in out and f"entry {index}" in out and "altered" in out
+
+
+def test_approve_shows_what_it_approves_and_refuses_a_spec_changed_meanwhile(
+    cluster, api_client, namespace, approver_rbac
+):
+    aid = Aid(api_client, namespace, NAME)
+    v1 = plan(cluster.info.prometheus_url, "2.4.0")
+    aid.create(v1)
+    wait_for(lambda: aid.phase() == "AwaitingApproval", timeout=60, what="refusal")
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env = dict(os.environ, KUBECONFIG=cluster.info.user_kubeconfigs["approver"], PATH=path)
+    command = [str(cluster.bin / "kubectl"), "aigate", "approve", NAME, "-n", namespace]
+    command += ["--risk-acceptance", "RISK-9", "--risk-accepted-by", "ciso@example.com"]
+    approving = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    shown: list[str] = []
+
+    def read_until_asked() -> None:
+        assert approving.stdout is not None
+        for line in approving.stdout:
+            shown.append(line)
+            if line.startswith("Approve revision"):
+                return
+
+    reader = threading.Thread(target=read_until_asked, daemon=True)
+    reader.start()
+    reader.join(60)
+    try:
+        assert not reader.is_alive() and shown[-1].startswith("Approve revision"), shown
+        text = "".join(shown)
+        reviewed = compute_revision(spec_model(v1))
+        for expected in (
+            reviewed,
+            f"container server: {image_for('2.4.0')}",
+            "canary-50: weight 50%, 3s",
+            "error-rate: max 0.01",
+            "query: model_error_rate{",
+            "nothing serves yet",
+        ):
+            assert expected in text, text
+        # Someone changes the spec while the approver reads: the answer "y" is for v1 only.
+        v1b = plan(cluster.info.prometheus_url, "2.4.1")
+        aid.patch({"spec": v1b})
+        _, err = approving.communicate("y\n", timeout=60)
+    finally:
+        if approving.poll() is None:
+            approving.kill()
+            approving.wait(10)
+    assert approving.returncode == 1, err
+    assert f"you reviewed revision {reviewed}" in err
+    assert f"the spec now has revision {compute_revision(spec_model(v1b))}" in err
+    annotations = aid.get()["metadata"].get("annotations") or {}
+    assert "aigate.dev/approved-revision" not in annotations

@@ -82,6 +82,88 @@ def test_rbac_reads_secrets_only_when_asked(cluster):
     ]
 
 
+USER_DATA = {
+    "aideployments",
+    "aideployments/status",
+    "deployments",
+    "services",
+    "events",
+    "secrets",
+}
+
+
+def granted(role: dict) -> set[str]:
+    return {resource for rule in role["rules"] for resource in rule["resources"]}
+
+
+def test_rbac_without_watch_namespaces_is_one_cluster_role(cluster):
+    docs = rendered(cluster, "rbac.readSecrets=true")
+    (role,) = by_kind(docs, "ClusterRole")
+    assert granted(role) >= USER_DATA
+    assert not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding")
+    (deployment,) = by_kind(docs, "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [a for a in args if a.startswith("--namespace")]
+    assert "--require-approval-policy=aigate-approvals" in args
+
+
+def test_rbac_with_watch_namespaces_grants_users_data_only_there(cluster):
+    docs = rendered(
+        cluster,
+        "watchNamespaces={team-a,team-b}",
+        "rbac.readSecrets=true",
+        "rbac.secretNames={prom}",
+    )
+    (cluster_role,) = by_kind(docs, "ClusterRole")
+    # Only cluster-scoped reads: kopf's discovery and the approval policy.
+    assert granted(cluster_role) == {
+        "customresourcedefinitions",
+        "namespaces",
+        "validatingadmissionpolicies",
+        "validatingadmissionpolicybindings",
+    }
+    assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in cluster_role["rules"])
+    roles = by_kind(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    for role in roles:
+        assert granted(role) == USER_DATA
+        (secrets,) = [r for r in role["rules"] if r["resources"] == ["secrets"]]
+        assert secrets == {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "verbs": ["get"],
+            "resourceNames": ["prom"],
+        }
+    bindings = by_kind(docs, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    for binding in bindings:
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "aigate",
+        }
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "aigate", "namespace": RELEASE_NAMESPACE}
+        ]
+    without_secrets = rendered(cluster, "watchNamespaces={team-a}")
+    assert all("secrets" not in granted(r) for r in by_kind(without_secrets, "Role"))
+
+
+def test_fail_closed_is_on_by_default_and_can_be_turned_off(cluster):
+    def args_and_rules(*sets):
+        docs = rendered(cluster, *sets)
+        (deployment,) = by_kind(docs, "Deployment")
+        (role,) = by_kind(docs, "ClusterRole")
+        return deployment["spec"]["template"]["spec"]["containers"][0]["args"], granted(role)
+
+    args, rules = args_and_rules("approvals.requiredPolicyName=platform-approvals")
+    assert "--require-approval-policy=platform-approvals" in args
+    assert "validatingadmissionpolicybindings" in rules
+    args, rules = args_and_rules("approvals.requirePolicy=false")
+    assert not [a for a in args if a.startswith("--require-approval-policy")]
+    assert "validatingadmissionpolicies" not in rules
+
+
 @pytest.fixture
 def chart_identity(cluster, tmp_path):
     """The chart's ServiceAccount and RBAC applied; a kubeconfig holding its token."""

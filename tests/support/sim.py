@@ -127,6 +127,7 @@ class World:
     min_stable_ready: int | None = None  # lowest stable Ready count seen while a canary ran
     last_inputs: rollout.Inputs | None = None
     applied: list[rollout.Action] = dataclasses.field(default_factory=list)  # this step's
+    policy_problem: str = ""  # the approval policy does not enforce (core/admission.py)
 
     # ---- what decide() sees ----------------------------------------------------------------
 
@@ -171,6 +172,7 @@ class World:
             name="fraud-scorer",
             namespace="risk",
             measurements=measurements,
+            policy_problem=self.policy_problem,
         )
 
     # ---- one reconcile, then time passes ------------------------------------------------

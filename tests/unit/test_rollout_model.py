@@ -154,6 +154,12 @@ class RolloutModel(RuleBasedStateMachine):
         for _ in range(then):
             self._step(timedelta(seconds=10))
 
+    @rule(missing=st.booleans(), then=STEP)
+    def approval_policy(self, missing, then):
+        """The approval policy is deleted (or bound with Warn only), or comes back."""
+        self.world.policy_problem = "ValidatingAdmissionPolicy p not found" if missing else ""
+        self._step(timedelta(seconds=then))
+
     @rule(then=STEP)
     def break_spec(self, then):
         self.world.change_spec(None, "spec.rollout.analysis.metrics[0].query: unknown")
@@ -297,6 +303,7 @@ class RolloutModel(RuleBasedStateMachine):
         self._check_stage_progress(before, after, annotations)
         self._check_stable_applies(before, decision, annotations)
         self._check_rollback(before, after)
+        self._check_without_policy(before, after)
         self._check_records(decision)
         self._check_drift_reverted(decision)
         self._check_idempotent(decision)
@@ -420,6 +427,24 @@ class RolloutModel(RuleBasedStateMachine):
                 if isinstance(action, rollout.ApplyDeployment) and action.track == "stable":
                     assert serving is not None and action.revision == serving.revision
                     assert action.replicas == self.world.spec.replicas
+
+    def _check_without_policy(self, before, after) -> None:
+        """While the approval policy does not enforce (docs/decisions/0009): no rollout
+        starts, no stage advances, no promote or retry is acted on."""
+        if not self.world.last_inputs.policy_problem:
+            return
+        r0, r1 = before.rollout, after.rollout
+        if r1 is not None:
+            assert r0 is not None and r1.attempt == r0.attempt, "a rollout started"
+            assert r1.stage_index <= r0.stage_index, "a stage advanced"
+        if before.phase in CANARY_PHASES:
+            assert after.phase != "Promoting", "promoted without the policy"
+        for kind in ("promote", "retry"):
+            handled = getattr(after.requests, kind)
+            if handled is not None and handled != getattr(before.requests, kind):
+                # never acted on: refused for the policy, or ignored for its shape first
+                never = ("refused: the approval policy", "ignored: expected")
+                assert handled.outcome.startswith(never), handled
 
     def _authorised(self, revision, before, annotations) -> bool:
         inputs = dataclasses.replace(self.world.last_inputs, status=before, annotations=annotations)

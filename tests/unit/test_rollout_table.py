@@ -439,6 +439,49 @@ CASES[("Failed", "Failed", "ApplyRejected")] = (
 )
 
 
+# Fail closed without the approval policy (docs/decisions/0009-fail-closed-without-policy.md):
+# an approved new revision waits while the policy does not enforce.
+POLICY_MISSING = "ValidatingAdmissionPolicy aigate-approvals not found"
+
+
+def approved_without_policy(world: World) -> None:
+    world.policy_problem = POLICY_MISSING
+    new_version(world, "4.0.0")
+
+
+def without_policy(setup: Callable[[], World]) -> Callable[[], World]:
+    def policy_missing() -> World:
+        world = setup()
+        world.policy_problem = POLICY_MISSING
+        return world
+
+    return policy_missing
+
+
+CASES.update(
+    {
+        ("Pending", "AwaitingApproval", "ApprovalPolicyMissing"): (
+            without_policy(pending),
+            nothing,
+        ),
+        ("AwaitingApproval", "AwaitingApproval", "ApprovalPolicyMissing"): (
+            awaiting,
+            approved_without_policy,
+        ),
+        **{
+            (source, "AwaitingApproval", "ApprovalPolicyMissing"): (setup, approved_without_policy)
+            for source, setup in (
+                ("Stable", serving),
+                ("RolledBack", rolled_back),
+                ("Failed", lambda: failed(True)),
+                ("Progressing", progressing),
+                ("Paused", paused_waiting),
+            )
+        },
+    }
+)
+
+
 def test_every_declared_transition_has_a_case_and_every_case_is_declared():
     declared = {(t.source, t.target, t.reason) for t in table.TRANSITIONS}
     assert set(CASES) == declared, (

@@ -16,3 +16,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "aigate.fullname" -}}
 {{- if eq .Release.Name "aigate" -}}aigate{{- else -}}{{ printf "%s-aigate" .Release.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
 {{- end -}}
+
+{{- define "aigate.requiredPolicy" -}}
+{{- .Values.approvals.requiredPolicyName | default (printf "%s-approvals" (include "aigate.fullname" .)) -}}
+{{- end -}}

@@ -87,19 +87,39 @@ class Approval:
     conditions: str
 
 
+# The gate's reasons (condition reasons): annotations not good enough, or no approval can be
+# trusted because the cluster does not enforce who may approve (core/admission.py).
+APPROVAL_REQUIRED = "ApprovalRequired"
+APPROVAL_POLICY_MISSING = "ApprovalPolicyMissing"
+
+
 @dataclass(frozen=True)
 class GateDecision:
     approval: Approval | None
     reasons: tuple[GateReason, ...]
+    # Set when `aigate run --require-approval-policy` found the policy not enforcing: the
+    # gate stays closed whatever the annotations say.
+    policy_problem: str | None = None
 
     @property
     def is_open(self) -> bool:
-        return self.approval is not None and not self.reasons
+        return self.approval is not None and not self.reasons and not self.policy_problem
+
+    @property
+    def reason(self) -> str:
+        return APPROVAL_POLICY_MISSING if self.policy_problem else APPROVAL_REQUIRED
 
     def describe(self) -> str:
         if self.is_open:
             return "approved"
-        return "; ".join(reason.describe() for reason in self.reasons)
+        text = "; ".join(reason.describe() for reason in self.reasons)
+        if self.policy_problem:
+            policy = (
+                f"approval policy not enforcing ({self.policy_problem}): no approval is "
+                f"trusted until it is"
+            )
+            text = f"{policy}; {text}" if text else policy
+        return text
 
 
 def parse_rfc3339(text: str) -> datetime | None:
@@ -120,8 +140,10 @@ def evaluate_gate(
     revision: str,
     approval_ttl: timedelta,
     now: datetime,
+    policy_problem: str | None = None,
 ) -> GateDecision:
-    """Decides whether `revision` is authorised for deployment at `now`."""
+    """Decides whether `revision` is authorised for deployment at `now`; `policy_problem`
+    (why the approval policy does not enforce) closes it whatever the annotations say."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     reasons: list[GateReason] = []
@@ -146,8 +168,8 @@ def evaluate_gate(
         )
         reasons.append(GateReason(APPROVED_REVISION, problem, repr(revision), named))
 
-    if reasons or approved_at is None:
-        return GateDecision(approval=None, reasons=tuple(reasons))
+    if reasons or approved_at is None or policy_problem:
+        return GateDecision(approval=None, reasons=tuple(reasons), policy_problem=policy_problem)
     return GateDecision(
         approval=Approval(
             approved_by=values[APPROVED_BY],

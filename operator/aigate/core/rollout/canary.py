@@ -297,6 +297,16 @@ def _stage_passed(d: Draft, rollout: RolloutState, plan: AIDeploymentSpec, evide
     stages = plan.rollout.stages
     stage = stages[rollout.stage_index]
     position = stage_position(plan, rollout.stage_index)
+    if d.inputs.policy_problem:
+        # No step towards serving while approvals cannot be trusted; analysis and rollback
+        # go on (docs/decisions/0009-fail-closed-without-policy.md).
+        d.progressing(
+            "ApprovalPolicyMissing",
+            f"{position} passed its analysis; held, no stage advances and no promotion until "
+            f"the approval policy enforces ({d.inputs.policy_problem}); aigate.dev/abort "
+            f"still rolls back",
+        )
+        return
     if stage.manual_promotion:
         promote = d.pending("promote")
         for_this = promote is not None and promote.names_revision(rollout.candidate.revision)

@@ -49,6 +49,7 @@ def decide(inputs: Inputs) -> Decision:
     effects.note_drift(d)
     _restart_without_control_state(d)
     record_approval(d)
+    _refuse_requests_without_policy(d)
     for _ in range(MAX_HOPS):
         d.moved = False
         _retry(d)  # again after each hop: a retry waits while a rollback runs
@@ -96,6 +97,19 @@ def _restart_without_control_state(d: Draft) -> None:
     )
     s.phase = "Pending"
     s.rollout = s.watch = s.rollback = None
+
+
+def _refuse_requests_without_policy(d: Draft) -> None:
+    """promote and retry move a revision towards serving, and who may write them is policy:
+    written while the policy does not enforce, they are refused for good (a new value is
+    needed once it does). abort, the safe direction, is always honoured."""
+    problem = d.inputs.policy_problem
+    if not problem:
+        return
+    for kind in ("promote", "retry"):
+        request = d.pending(kind)
+        if request is not None:
+            d.handle(request, f"refused: the approval policy does not enforce ({problem})")
 
 
 def _retry(d: Draft) -> None:

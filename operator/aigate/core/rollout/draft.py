@@ -64,7 +64,9 @@ class Draft:
 
     def authorised(self) -> bool:
         """The spec's revision may be deployed: its gate is open, its approval was recorded,
-        or it is the revision serving (which was approved when it was deployed)."""
+        or it is the revision serving (which was approved when it was deployed). While the
+        approval policy does not enforce, a recorded approval does not start a rollout
+        (docs/decisions/0009-fail-closed-without-policy.md)."""
         s, revision = self.status, self.sit.revision
         if not revision:
             return False
@@ -72,7 +74,7 @@ class Draft:
             (self.sit.gate is not None and self.sit.gate.is_open)
             or (s.serving is not None and s.serving.revision == revision)
             or (s.rollout is not None and s.rollout.candidate.revision == revision)
-            or self._recorded_approval_valid(revision)
+            or (not self.inputs.policy_problem and self._recorded_approval_valid(revision))
         )
 
     def _recorded_approval_valid(self, revision: str) -> bool:

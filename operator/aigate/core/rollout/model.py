@@ -132,6 +132,9 @@ class Inputs:
     # Non-empty when the stored status could not be read (e.g. written by another version):
     # the operator then acts on nothing and replaces nothing but its conditions.
     status_error: str = ""
+    # Why the approval policy does not enforce for this resource (`aigate run
+    # --require-approval-policy`; core/admission.py), "" when it does or is not required.
+    policy_problem: str = ""
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def route(d: Draft) -> Route:
         gate = sit.gate.describe() if sit.gate else ""
         return Route(
             "AwaitingApproval",
-            "ApprovalRequired",
+            sit.gate.reason if sit.gate else "ApprovalRequired",
             f"revision {sit.revision} is not approved: {gate}; {serving_text(d)}",
         )
     if sit.revision in s.rolled_back_revisions:
@@ -128,7 +128,7 @@ def record_approval(d: Draft) -> None:
     elif authorised:
         reason = "ApprovalRecorded"
     else:
-        reason = "ApprovalRequired"
+        reason = gate.reason if gate is not None else "ApprovalRequired"
     if authorised and s.approval is not None and s.approval.revision == d.sit.revision:
         message = approval_text(s.approval)
     elif authorised:

@@ -34,7 +34,11 @@ def classify(inputs: Inputs) -> Situation:
     revision = compute_revision(spec) if spec is not None else ""
     gate = (
         evaluate_gate(
-            inputs.annotations, revision, parse_duration(spec.governance.approval_ttl), inputs.now
+            inputs.annotations,
+            revision,
+            parse_duration(spec.governance.approval_ttl),
+            inputs.now,
+            policy_problem=inputs.policy_problem or None,
         )
         if spec is not None
         else None

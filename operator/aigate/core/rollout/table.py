@@ -36,6 +36,9 @@ ROUTES: dict[tuple[Phase, str], str] = {
     ("Failed", "ApplyRejected"): "the API server refused the new revision's workload",
     ("Stable", "Serving"): "the spec's revision is the one serving",
     ("AwaitingApproval", "ApprovalRequired"): "the spec's revision is not approved",
+    ("AwaitingApproval", "ApprovalPolicyMissing"): (
+        "the approval policy does not enforce, so no approval is trusted"
+    ),
     ("RolledBack", "RevisionRolledBack"): "the spec's revision was rolled back, not retried",
     ("Deploying", "FirstVersion"): "nothing serves yet: the approved revision goes to stable",
     ("Progressing", "RolloutStarted"): "an approved new revision starts its canary stages",
@@ -50,6 +53,7 @@ _FROM_REST: dict[Phase, tuple[tuple[Phase, str], ...]] = {
         ("Failed", "ChildConflict"),
         ("Stable", "Serving"),
         ("AwaitingApproval", "ApprovalRequired"),
+        ("AwaitingApproval", "ApprovalPolicyMissing"),
         ("Deploying", "FirstVersion"),
         ("Progressing", "RolloutStarted"),
     ),
@@ -58,6 +62,7 @@ _FROM_REST: dict[Phase, tuple[tuple[Phase, str], ...]] = {
         ("Failed", "ChildConflict"),
         ("Stable", "Serving"),
         ("AwaitingApproval", "ApprovalRequired"),
+        ("AwaitingApproval", "ApprovalPolicyMissing"),
         ("RolledBack", "RevisionRolledBack"),
         ("Deploying", "FirstVersion"),
         ("Progressing", "RolloutStarted"),
@@ -66,6 +71,7 @@ _FROM_REST: dict[Phase, tuple[tuple[Phase, str], ...]] = {
         ("Failed", "InvalidSpec"),
         ("Failed", "ChildConflict"),
         ("AwaitingApproval", "ApprovalRequired"),
+        ("AwaitingApproval", "ApprovalPolicyMissing"),
         ("RolledBack", "RevisionRolledBack"),
         ("Progressing", "RolloutStarted"),
     ),
@@ -74,6 +80,7 @@ _FROM_REST: dict[Phase, tuple[tuple[Phase, str], ...]] = {
         ("Failed", "ChildConflict"),
         ("Stable", "Serving"),
         ("AwaitingApproval", "ApprovalRequired"),
+        ("AwaitingApproval", "ApprovalPolicyMissing"),
         ("Progressing", "RolloutStarted"),
     ),
     "Failed": (
@@ -82,6 +89,7 @@ _FROM_REST: dict[Phase, tuple[tuple[Phase, str], ...]] = {
         ("Failed", "ApplyRejected"),
         ("Stable", "Serving"),
         ("AwaitingApproval", "ApprovalRequired"),
+        ("AwaitingApproval", "ApprovalPolicyMissing"),
         ("RolledBack", "RevisionRolledBack"),
         ("Deploying", "FirstVersion"),
         ("Progressing", "RolloutStarted"),
@@ -94,6 +102,7 @@ _CANCEL_ROUTES: tuple[tuple[Phase, str], ...] = (
     ("Failed", "ApplyRejected"),
     ("Stable", "Serving"),
     ("AwaitingApproval", "ApprovalRequired"),
+    ("AwaitingApproval", "ApprovalPolicyMissing"),
     ("RolledBack", "RevisionRolledBack"),
 )
 
