@@ -411,7 +411,10 @@ def main() -> int:
         cluster.kubectl("wait", "--for=condition=Established", "crd/aideployments.aigate.dev")
         cluster.kubectl("create", "namespace", NAMESPACE)
         identity = install_chart_parts(cluster, Path(tmp))
-        operator = OperatorProcess(identity, Path(tmp) / "operator.log")
+        # as the chart runs it: refusing every approval unless the approval policy enforces
+        operator = OperatorProcess(
+            identity, Path(tmp) / "operator.log", "--require-approval-policy=aigate-approvals"
+        )
         try:
             operator.start()
             say(
