@@ -5,7 +5,8 @@ controllers, kwok fake nodes, Prometheus and a stand-in model-server exporter), 
 operator against it, tells the story below, and cleans everything up.
 
   1. an AIDeployment is refused: no approval, no workload
-  2. an approver approves it: the first version is deployed
+  2. a developer's attempt to approve is refused by the cluster (the chart's admission
+     policy); the approver and the risk officer sign: the first version is deployed
   3. version 2.5.0, healthy, goes through the canary stages with live metric values
   4. version 2.6.0's canary breaches its error-rate threshold and is rolled back
 """
@@ -34,6 +35,30 @@ from localcluster.operator import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME, NAMESPACE = "fraud-scorer", "risk-ml"
+RELEASE_NAMESPACE = "aigate-system"
+# The chart's RBAC (the operator's ServiceAccount) and its admission policies.
+CHART_KINDS = (
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+)
+# The demo's people may edit AIDeployments in the namespace; the policy decides the rest.
+PEOPLE_RBAC = f"""
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: aigate-demo-editor}}
+rules:
+  - {{apiGroups: [aigate.dev], resources: [aideployments], verbs: [get, list, watch, patch]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: aigate-demo-editors, namespace: {NAMESPACE}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: aigate-demo-editor}}
+subjects:
+  - {{apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:authenticated"}}
+"""
 GROUP, VERSION, PLURAL = "aigate.dev", "v1alpha1", "aideployments"
 START = time.monotonic()
 
@@ -116,10 +141,29 @@ class Demo:
     def kubectl(self, *args: str, user: str = "admin") -> str:
         return self.cluster.kubectl(*args, user=user)
 
-    def show(self, *args: str) -> None:
-        say(f"$ kubectl {' '.join(args)}")
-        for line in self.kubectl(*args).rstrip().splitlines():
+    def show(self, *args: str, user: str = "admin") -> None:
+        say(f"$ kubectl {' '.join(args)}" + ("" if user == "admin" else f"    # as {user}"))
+        for line in self.kubectl(*args, user=user).rstrip().splitlines():
             say(f"  {line}")
+
+    def refused(self, *args: str, user: str) -> str:
+        """Runs a kubectl command the cluster must refuse; shows and returns its message."""
+        say(f"$ kubectl {' '.join(args)}    # as {user}")
+        result = self.run_as(user, *args)
+        if result.returncode == 0:
+            raise RuntimeError(f"demo: the cluster accepted what it must refuse: {args}")
+        for line in result.stderr.strip().splitlines():
+            say(f"  {line}")
+        return result.stderr
+
+    def run_as(self, user: str, *args: str) -> subprocess.CompletedProcess[str]:
+        kubeconfig = self.cluster.info.user_kubeconfigs[user]
+        return subprocess.run(
+            [str(self.cluster.bin / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
 
     def aid(self) -> dict[str, Any]:
         return self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, NAME)
@@ -185,22 +229,45 @@ class Demo:
             f"canary {status.get('canaryReadyReplicas', 0)} ready  {values}"
         ).rstrip()
 
-    def approve(self, body: dict[str, Any]) -> str:
-        revision = compute_revision(AIDeploymentSpec.model_validate(body["spec"]))
+    def approval_args(self, user: str, revision: str) -> tuple[str, ...]:
         now = format_rfc3339(datetime.now(UTC))
+        return (
+            "annotate",
+            "-n",
+            NAMESPACE,
+            "--overwrite",
+            f"aid/{NAME}",
+            f"aigate.dev/approved-by={user}",
+            f"aigate.dev/approved-at={now}",
+            f"aigate.dev/approved-revision={revision}",
+        )
+
+    def approve(self, body: dict[str, Any]) -> str:
+        """The approver signs the full revision, the risk officer the risk acceptance: two
+        people, each as themselves (the cluster checks it)."""
+        revision = compute_revision(AIDeploymentSpec.model_validate(body["spec"]))
+        self.show(*self.approval_args("approver", revision), user="approver")
         self.show(
             "annotate",
             "-n",
             NAMESPACE,
             "--overwrite",
             f"aid/{NAME}",
-            "aigate.dev/approved-by=jane@example.com",
-            f"aigate.dev/approved-at={now}",
-            f"aigate.dev/approved-revision={revision}",
             "aigate.dev/risk-acceptance=RISK-1234",
-            "aigate.dev/risk-accepted-by=ciso@example.com",
+            "aigate.dev/risk-accepted-by=risk-officer",
+            user="risk-officer",
         )
         return revision
+
+    def wait_policy_enforced(self, revision: str) -> None:
+        """The API server picks a new policy binding up asynchronously: wait until a
+        server-side dry run of the developer's approval is refused."""
+        args = (*self.approval_args("developer", revision), "--dry-run=server")
+        deadline = time.monotonic() + 60
+        while self.run_as("developer", *args).returncode == 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("demo: the approval policy was not enforced after 60s")
+            time.sleep(0.3)
 
     def history(self, revision: str | None = None) -> None:
         say("  history:")
@@ -238,7 +305,12 @@ def run(demo: Demo) -> None:
         f"(`aigate revision -f manifest.yaml` computes it offline)."
     )
 
-    step(2, "An approver approves version 2.4.0: it becomes the stable version")
+    step(2, "Only an approver may approve: a developer's attempt is refused by the cluster")
+    demo.wait_policy_enforced(status["revision"])
+    demo.refused(*demo.approval_args("developer", status["revision"]), user="developer")
+    say("  the chart's ValidatingAdmissionPolicy refused it: the API server, not the operator,")
+    say("  knows who asks (docs/decisions/0008-who-may-write-what.md). The approver signs the")
+    say("  full revision, the risk officer the risk acceptance, each as themselves:")
     demo.approve(v1)
     demo.wait("Stable", lambda s: s.get("phase") == "Stable", narrate=True)
     demo.show("get", "aid", "-n", NAMESPACE)
@@ -291,6 +363,37 @@ def run(demo: Demo) -> None:
     )
 
 
+def install_chart_parts(cluster: LocalCluster, tmp: Path) -> Path:
+    """The chart's RBAC and admission policies, rendered by `helm template` and applied;
+    returns a kubeconfig acting as the operator's ServiceAccount (the only identity the
+    status and children policies let write)."""
+    rendered = subprocess.run(
+        [
+            str(cluster.bin / "helm"),
+            "template",
+            "aigate",
+            str(ROOT / "charts" / "aigate"),
+            "-n",
+            RELEASE_NAMESPACE,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] in CHART_KINDS]
+    manifest = tmp / "chart-parts.yaml"
+    manifest.write_text(yaml.safe_dump_all(docs))
+    people = tmp / "people-rbac.yaml"
+    people.write_text(PEOPLE_RBAC)
+    cluster.kubectl("create", "namespace", RELEASE_NAMESPACE)
+    cluster.kubectl("apply", "-f", str(manifest))
+    cluster.kubectl("apply", "-f", str(people))
+    say("  installed the chart's RBAC and admission policies (approvals, status, children)")
+    return cluster.service_account_kubeconfig(
+        RELEASE_NAMESPACE, "aigate", tmp / "kubeconfig-operator"
+    )
+
+
 def main() -> int:
     say(
         "aigate demo: starting a local control plane (etcd, kube-apiserver, controllers, kwok, "
@@ -307,10 +410,17 @@ def main() -> int:
         cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
         cluster.kubectl("wait", "--for=condition=Established", "crd/aideployments.aigate.dev")
         cluster.kubectl("create", "namespace", NAMESPACE)
-        operator = OperatorProcess(cluster.info.kubeconfig, Path(tmp) / "operator.log")
+        identity = install_chart_parts(cluster, Path(tmp))
+        # as the chart runs it: refusing every approval unless the approval policy enforces
+        operator = OperatorProcess(
+            identity, Path(tmp) / "operator.log", "--require-approval-policy=aigate-approvals"
+        )
         try:
             operator.start()
-            say("  operator running (`aigate run`), logs: JSON lines")
+            say(
+                "  operator running (`aigate run`) as the chart's ServiceAccount with the chart's "
+                "RBAC; logs: JSON lines"
+            )
             # The namespace's default ServiceAccount must exist before pods can be created.
             deadline = time.monotonic() + 60
             while not cluster.kubectl(

@@ -25,13 +25,15 @@ SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 
-# Test users, authenticated by static tokens. The groups are what admission policies and
-# RBAC in later tests key on; "admin" is a cluster superuser.
+# Test users, authenticated by static tokens. The groups are what the chart's admission
+# policies and RBAC key on (docs/decisions/0008-who-may-write-what.md); "admin" is a
+# cluster superuser.
 USERS: dict[str, list[str]] = {
     "admin": ["system:masters"],
     "approver": ["aigate:approvers", "system:authenticated"],
-    "risk-officer": ["aigate:approvers", "system:authenticated"],
+    "risk-officer": ["aigate:risk-acceptors", "system:authenticated"],
     "developer": ["aigate:developers", "system:authenticated"],
+    "sre": ["aigate:operators", "system:authenticated"],
 }
 
 
@@ -283,6 +285,10 @@ class LocalCluster:
                 f"--root-ca-file={self.pki['ca_cert']}",
                 f"--service-account-private-key-file={self.pki['sa_key']}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
+                # Each controller acts as its own ServiceAccount (as with kubeadm), so the
+                # chart's children policy can tell the Deployment and ReplicaSet controllers
+                # from a cluster admin.
+                "--use-service-account-credentials=true",
                 "--node-monitor-period=5s",
                 "--node-monitor-grace-period=40s",
             ],

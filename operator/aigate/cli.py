@@ -28,7 +28,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     logs.configure(verbose=args.verbose)
     reconciler.POLICY.allow_unpinned_images = args.allow_unpinned_images
-    handlers.set_gitops_managers(args.gitops_manager)
     handlers.require_approval_policy(args.require_approval_policy)
     try:
         config.load_incluster_config()
@@ -110,13 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--priority", type=int, default=0, help="peering priority; give each replica a distinct one"
-    )
-    run.add_argument(
-        "--gitops-manager",
-        action="append",
-        help="field manager of a GitOps controller whose approvals are recorded as "
-        "asserted through Git (repeatable; default: argocd-controller, "
-        "kustomize-controller)",
     )
     run.add_argument(
         "--allow-unpinned-images",

@@ -28,19 +28,11 @@ RETRY_AFTER_TRANSIENT_ERROR = 5.0
 
 _wakers: dict[tuple[str, str], asyncio.Event] = {}
 _kube: KubeAdapter | None = None
-# `aigate run --gitops-manager`; None keeps decide()'s default (argocd-, kustomize-controller).
-_gitops_managers: frozenset[str] | None = None
-
 
 # `aigate run --require-approval-policy`: the policy's name, or None (not checked).
 _required_policy: str | None = None
 _policy_check: ApprovalPolicyCheck | None = None
 _policy_task: asyncio.Task[None] | None = None
-
-
-def set_gitops_managers(managers: list[str] | None) -> None:
-    global _gitops_managers  # noqa: PLW0603 (process-wide setting, made once before kopf runs)
-    _gitops_managers = None if managers is None else frozenset(managers)
 
 
 def require_approval_policy(name: str | None) -> None:
@@ -146,11 +138,7 @@ async def _reconcile_once(kube: KubeAdapter, namespace: str, name: str) -> float
     with metrics.RECONCILE_SECONDS.time():
         try:
             outcome = await reconciler.reconcile(
-                kube,
-                namespace,
-                name,
-                gitops_managers=_gitops_managers,
-                approval_policy=_policy_check,
+                kube, namespace, name, approval_policy=_policy_check
             )
         except TransientError as error:
             metrics.RECONCILES.labels(result="transient-error").inc()

@@ -13,6 +13,8 @@
 Installed as the `kubectl-aigate` console script, so kubectl finds it on PATH. It uses the
 current kubeconfig (or --kubeconfig/--context). Requests only write annotations, exactly as
 `kubectl annotate` would: the operator and the cluster's admission policy do the rest.
+promote, abort and retry name the full revision in flight (from status) and you, as the
+cluster knows you: `<stage>@<revision> by=<you> <time>`, `@<revision> by=<you> <time>`.
 """
 
 from __future__ import annotations
@@ -309,17 +311,27 @@ def approval_patch(
 
 
 def request_value(
-    kind: str, now_value: str, stage: str | None = None, reason: str = "", revision: str = ""
+    kind: str, now_value: str, by: str, revision: str, stage: str = "", reason: str = ""
 ) -> str:
-    """A new, self-describing value for a request annotation (the operator acts once per
-    value). A promote names the stage and the revision it is for, so it can never count for
-    another rollout: `<stage>@<revision> <time>`."""
-    if kind == "promote" and stage:
-        bound = f"{stage}@{revision}" if revision else stage
-        return f"{bound} {now_value}"
-    if kind == "abort" and reason:
-        return f"{now_value} {reason}"
-    return now_value
+    """A new value for a request annotation (the operator acts once per value), bound to the
+    full revision (and stage) it is for and to the requesting user, in the shape the chart's
+    policy admits: `<stage>@<revision> by=<user> <time>` for promote, `@<revision> by=<user>
+    <time> [reason]` for retry and abort (an abort with no revision in flight names none)."""
+    target = f"{stage}@{revision}" if kind == "promote" else (f"@{revision}" if revision else "")
+    return " ".join(part for part in (target, f"by={by}", now_value, reason) if part)
+
+
+def request_target(kind: str, status: dict[str, Any]) -> tuple[str, str]:
+    """(revision, stage) a request is for, from status: a promote is for the rollout in
+    flight at its current stage, an abort for the rollout or watch in flight, a retry for
+    the spec's revision (the one rolled back)."""
+    rollout = status.get("rollout") or {}
+    in_flight = (rollout.get("candidate") or {}).get("revision", "")
+    if kind == "promote":
+        return in_flight, rollout.get("stage") or status.get("stage", "")
+    if kind == "abort":
+        return in_flight or (status.get("watch") or {}).get("revision", ""), ""
+    return status.get("revision", ""), ""
 
 
 # ---- I/O ------------------------------------------------------------------------------------
@@ -507,12 +519,17 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "approve":
         return _approve(args, custom, api, namespace, obj)
     else:
+        revision, stage = request_target(args.command, status)
+        if args.command != "abort" and not revision:
+            print(f"nothing to {args.command}: no revision in status", file=sys.stderr)
+            return 1
         value = request_value(
             args.command,
             _now_value(),
-            stage=getattr(args, "stage", None) or status.get("stage"),
+            _whoami(api),
+            revision,
+            stage=getattr(args, "stage", None) or stage,
             reason=getattr(args, "reason", ""),
-            revision=status.get("canaryRevision", ""),
         )
         _annotate(
             custom,

@@ -119,7 +119,6 @@ async def reconcile(
     namespace: str,
     name: str,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    gitops_managers: frozenset[str] | None = None,
     approval_policy: ApprovalPolicyCheck | None = None,
 ) -> Outcome | None:
     body = await asyncio.to_thread(kube.get_aideployment, namespace, name)
@@ -150,8 +149,6 @@ async def reconcile(
         status_error=status_error,
         policy_problem=policy_problem,
     )
-    if gitops_managers is not None:
-        inputs = dataclasses.replace(inputs, gitops_managers=gitops_managers)
     plan = rollout.measurement_plan(inputs)
     if plan is not None and spec is not None:
         measurements = await _measure(kube, namespace, spec, plan)

@@ -203,9 +203,10 @@ def test_manual_promotion_waits_for_promote_and_abort_rolls_back(
         duration=4,
         what="no promotion without the annotation",
     )
-    aid.annotate({"aigate.dev/abort": "incident-77"})
+    aid.annotate({"aigate.dev/abort": "by=sre incident-77"})
     wait_for(phase_is(aid, "RolledBack"), timeout=30, what="RolledBack after abort")
-    assert aid.status()["requests"]["abort"]["value"] == "incident-77"
+    assert aid.status()["requests"]["abort"]["value"] == "by=sre incident-77"
+    assert aid.status()["requests"]["abort"]["by"] == "sre"
     assert aid.status()["stableRevision"] == v1
     assert "aigate.dev/abort" in aid.get()["metadata"]["annotations"]  # never deleted
 
@@ -218,14 +219,15 @@ def test_promote_annotation_continues_a_manual_stage(cluster, api_client, namesp
         timeout=TIMEOUT,
         what="waiting for promotion",
     )
-    aid.annotate({"aigate.dev/promote": "canary-50"})
+    value = f"canary-50@{v2} by=approver"
+    aid.annotate({"aigate.dev/promote": value})
     wait_for(
         lambda: aid.phase() == "Stable" and aid.status()["stableRevision"] == v2,
         timeout=TIMEOUT,
         what="Stable after promote",
     )
     promote = aid.status()["requests"]["promote"]
-    assert promote["value"] == "canary-50" and promote["by"]  # the client that wrote it
+    assert promote["value"] == value and promote["by"] == "approver"  # the user in the value
 
 
 def test_operator_killed_mid_stage_resumes_the_same_stage(
@@ -254,7 +256,7 @@ def test_operator_killed_mid_stage_resumes_the_same_stage(
     assert before["rollout"]["readySince"] <= next(
         h["time"] for h in first_stage if h["reason"] == "StagePassed"
     )
-    aid.annotate({"aigate.dev/promote": "canary-50"})
+    aid.annotate({"aigate.dev/promote": f"canary-50@{v2} by=approver"})
     wait_for(
         lambda: aid.phase() == "Stable" and aid.status()["stableRevision"] == v2,
         timeout=TIMEOUT,

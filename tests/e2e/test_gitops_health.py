@@ -185,8 +185,8 @@ def test_argocd_health_kstatus_and_metrics_through_a_whole_rollout(
         labels = {**ours, "metric": "error-rate", "track": "canary"}
         assert sample(samples, "aigate_analysis_measurement_value", **labels) == 0.001
         assert sample(samples, "aigate_analysis_measurement_verdict", **labels, verdict="Pass") == 1
-        aid.annotate({"aigate.dev/promote": "canary-50"})
         v2_revision = compute_revision(spec_model(v2))
+        aid.annotate({"aigate.dev/promote": f"canary-50@{v2_revision} by=approver"})
         wait_for(
             lambda: (
                 aid.status().get("stableRevision") == v2_revision

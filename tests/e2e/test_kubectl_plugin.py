@@ -107,7 +107,9 @@ def test_approve_status_promote_and_history_through_kubectl(
         timeout=120,
         what="promoted to Stable",
     )
-    assert aid.status()["requests"]["promote"]["value"].startswith("canary-50@")
+    promote = aid.status()["requests"]["promote"]
+    assert promote["value"].startswith(f"canary-50@{aid.status()['revision']} by=admin ")
+    assert promote["by"] == "admin"  # who the cluster says they are (SelfSubjectReview)
     history = kubectl_aigate(cluster, "history", NAME, "-n", namespace)
     assert history.count("StagePassed") == 3
     assert "error-rate: Pass value 0.001 (<= 0.01)" in history

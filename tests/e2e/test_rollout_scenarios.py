@@ -567,7 +567,7 @@ def test_e_promote_counts_only_for_its_rollout_and_stage(cluster, api_client, na
         timeout=TIMEOUT,
         what="v2 in canary-10",
     )
-    early = f"canary-50@{v2} reviewed the dashboards"
+    early = f"canary-50@{v2} by=approver reviewed the dashboards"
     aid.annotate({"aigate.dev/promote": early})
     holds_for(
         lambda: (
@@ -615,7 +615,7 @@ def test_e_promote_counts_only_for_its_rollout_and_stage(cluster, api_client, na
         duration=4,
         what="v3 not promoted by v2's request",
     )
-    for_v3 = f"canary-50@{v3} second look"
+    for_v3 = f"canary-50@{v3} by=approver second look"
     aid.annotate({"aigate.dev/promote": for_v3})
     wait_for(
         lambda: aid.phase() == "Stable" and aid.status()["serving"]["revision"] == v3,
@@ -636,7 +636,7 @@ def test_e_promote_counts_only_for_its_rollout_and_stage(cluster, api_client, na
         timeout=TIMEOUT,
         what="v4 in canary-10",
     )
-    unused = f"canary-50@{v4} pre-approved"
+    unused = f"canary-50@{v4} by=approver pre-approved"
     aid.annotate({"aigate.dev/promote": unused})
     holds_for(
         lambda: (
@@ -646,7 +646,7 @@ def test_e_promote_counts_only_for_its_rollout_and_stage(cluster, api_client, na
         duration=2,
         what="v4's promote waiting during canary-10",
     )
-    aid.annotate({"aigate.dev/abort": "stop-v4"})
+    aid.annotate({"aigate.dev/abort": f"@{v4} by=sre stop-v4"})
     wait_for(lambda: aid.phase() == "RolledBack", timeout=TIMEOUT, what="v4 RolledBack")
     status = aid.status()
     promote = status["requests"]["promote"]
@@ -655,7 +655,7 @@ def test_e_promote_counts_only_for_its_rollout_and_stage(cluster, api_client, na
     assert v4 in promote["outcome"]
     expired = [h for h in entries(status, "RequestHandled") if unused in h["message"]]
     assert len(expired) == 1 and "expired" in expired[0]["message"]
-    assert status["requests"]["abort"]["value"] == "stop-v4"
+    assert status["requests"]["abort"]["value"] == f"@{v4} by=sre stop-v4"
     assert value_digest("promote", unused) in status["handledRequests"]
     assert not [h for h in entries(status, "StagePassed", v4) if h["stage"] == "canary-50"]
     assert status["serving"]["revision"] == v3 and status["rolledBackRevisions"] == [v4]

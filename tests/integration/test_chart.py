@@ -182,9 +182,62 @@ def chart_identity(cluster, tmp_path):
     cluster.kubectl("delete", "-f", str(manifest), "--ignore-not-found")
 
 
+@pytest.fixture
+def operator_only_policies(cluster, namespace, tmp_path):
+    """The chart's status and children policies, bound to the test's namespace only (under
+    their own names, so nothing else in the session meets them): the operator's
+    ServiceAccount and the built-in controllers must get through them."""
+    cluster.kubectl("label", "namespace", namespace, f"aigate-chart-test={namespace}")
+    docs = [
+        d
+        for d in rendered(
+            cluster, f"approvals.namespaceSelector.matchLabels.aigate-chart-test={namespace}"
+        )
+        if d["kind"].startswith("ValidatingAdmissionPolicy")
+        and not d["metadata"]["name"].endswith("-approvals")
+    ]
+    for doc in docs:
+        doc["metadata"]["name"] = f"chart-test-{doc['metadata']['name']}"
+        if "policyName" in doc["spec"]:
+            doc["spec"]["policyName"] = f"chart-test-{doc['spec']['policyName']}"
+    manifest = tmp_path / "policies.yaml"
+    manifest.write_text(yaml.safe_dump_all(docs))
+    cluster.kubectl("apply", "-f", str(manifest))
+    # enforced once the admin's status write is refused (the API server loads bindings
+    # asynchronously); the object is a throwaway
+    probe = {"apiVersion": "aigate.dev/v1alpha1", "kind": "AIDeployment"}
+    probe["metadata"], probe["spec"] = {"name": "probe"}, plan(cluster.info.prometheus_url, "0")
+    (tmp_path / "probe.yaml").write_text(yaml.safe_dump(probe))
+    cluster.kubectl("apply", "-n", namespace, "-f", str(tmp_path / "probe.yaml"))
+    patch = ("patch", "aid", "probe", "-n", namespace, "--subresource=status", "--type=merge")
+    wait_for(
+        lambda: (
+            "written only by the aigate operator"
+            in _stderr(cluster, *patch, "-p", '{"status":{"phase":"Stable"}}')
+        ),
+        timeout=60,
+        what="the status policy to be enforced",
+    )
+    cluster.kubectl("delete", "aid", "probe", "-n", namespace)
+    yield
+    cluster.kubectl("delete", "-f", str(manifest), "--ignore-not-found")
+
+
+def _stderr(cluster, *args: str) -> str:
+    result = subprocess.run(
+        [str(cluster.bin / "kubectl"), f"--kubeconfig={cluster.info.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stderr
+
+
 def test_operator_does_its_whole_job_with_only_the_charts_rbac(
-    cluster, api_client, namespace, operator, chart_identity, tmp_path
+    cluster, api_client, namespace, operator, chart_identity, operator_only_policies, tmp_path
 ):
+    """As the chart's ServiceAccount, with the chart's RBAC, behind the chart's status and
+    children policies (which refuse even the admin)."""
     operator.stop()  # one operator at a time: this one runs as the chart's ServiceAccount
     restricted = OperatorProcess(chart_identity, tmp_path / "operator.log")
     try:

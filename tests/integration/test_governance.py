@@ -347,9 +347,12 @@ def test_a_spec_the_schema_accepts_but_the_operator_cannot_use_fails_with_the_fi
 def test_approvals_written_by_a_gitops_controller_are_recorded_as_asserted_through_git(
     api_client, namespace
 ):
+    """The marker aigate.dev/approval-source=git says so (only the GitOps identity may set it,
+    tests/integration/test_approval_policy.py); the field manager is recorded as the client."""
     aid = make(api_client, namespace)
     revision = revision_of(aid)
     annotations = approval_annotations(revision, datetime.now(UTC) - timedelta(seconds=5))
+    annotations["aigate.dev/approval-source"] = "git"
     aid.custom.patch_namespaced_custom_object(
         "aigate.dev",
         "v1alpha1",

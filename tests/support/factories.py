@@ -81,3 +81,13 @@ def approved_for(
     spec: AIDeploymentSpec, now: datetime, age: timedelta = timedelta(hours=1)
 ) -> dict[str, str]:
     return approval_annotations(compute_revision(spec), now - age)
+
+
+def request(
+    kind: str, revision: str = "", stage: str = "", text: str = "", by: str = "approver"
+) -> str:
+    """A request value in the shape the chart's policy admits: `<stage>@<revision> by=<user>
+    [text]` for promote, `@<revision> by=<user> [text]` for retry and abort (an abort may
+    name no revision)."""
+    target = f"{stage}@{revision}" if revision or stage else ""
+    return " ".join(part for part in (target, f"by={by}", text) if part)

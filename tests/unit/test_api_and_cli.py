@@ -108,7 +108,12 @@ def test_unquoted_dates_in_a_manifest_stay_strings_as_kubectl_sends_them(tmp_pat
 
 
 def test_kubectl_plugin_renders_status_and_history():
-    from aigate.kubectl_plugin import render_history, render_status, request_value
+    from aigate.kubectl_plugin import (
+        render_history,
+        render_status,
+        request_target,
+        request_value,
+    )
 
     obj = {
         "metadata": {"name": "fraud-scorer", "namespace": "risk", "generation": 3},
@@ -204,25 +209,51 @@ def test_kubectl_plugin_renders_status_and_history():
     ):
         assert expected in text
     assert "error-rate: Pass value 0.001 (<= 0.01)" in render_history(obj["status"]["history"])
-    assert request_value("promote", "T", stage="canary-50", revision="abc") == "canary-50@abc T"
-    assert request_value("abort", "T", reason="INC-7") == "T INC-7"
-    assert request_value("retry", "T") == "T"
+    assert (
+        request_value("promote", "T", "jane", "abc", stage="canary-50") == "canary-50@abc by=jane T"
+    )
+    assert request_value("abort", "T", "sre", "abc", reason="INC-7") == "@abc by=sre T INC-7"
+    assert request_value("abort", "T", "sre", "", reason="INC-7") == "by=sre T INC-7"
+    assert request_value("retry", "T", "jane", "abc") == "@abc by=jane T"
+    status = {"revision": "r3", "rollout": {"candidate": {"revision": "r2"}, "stage": "c50"}}
+    assert request_target("promote", status) == ("r2", "c50")
+    assert request_target("abort", status) == ("r2", "")
+    assert request_target("abort", {"watch": {"revision": "r2"}}) == ("r2", "")
+    assert request_target("retry", status) == ("r3", "")
+
+
+FULL = "abc123456789" + "0" * 52
 
 
 @pytest.mark.parametrize(
-    ("value", "stage", "revision", "for_abc123456789"),
+    ("kind", "value", "stage", "revision", "by", "for_full"),
     [
-        ("canary-50", "canary-50", "", True),
-        ("canary-50@abc123456789 2026-11-23T10:00:00Z", "canary-50", "abc123456789", True),
-        ("canary-50@abc123456789ff", "canary-50", "abc123456789ff", False),
-        ("canary-50@abc1 looks good", "canary-50", "abc1", False),  # too short a prefix
-        ("canary-50@def123456789", "canary-50", "def123456789", False),
-        ("yes", "yes", "", True),
+        (
+            "promote",
+            f"canary-50@{FULL} by=jane 2026-11-23T10:00:00Z",
+            "canary-50",
+            FULL,
+            "jane",
+            True,
+        ),
+        ("promote", f"canary-50@{FULL}ff by=jane", "canary-50", FULL + "ff", "jane", False),
+        ("promote", "canary-50@abc123456789 by=jane", "canary-50", "abc123456789", "jane", False),
+        ("promote", "canary-50 by=jane", "canary-50", "", "jane", False),  # names no revision
+        ("promote", f"canary-50@{FULL}", "canary-50", FULL, "", False),  # names nobody
+        ("promote", "yes", "yes", "", "", False),
+        ("retry", f"@{FULL} by=jane fixed", "", FULL, "jane", True),
+        ("retry", "INC-7 fixed", "INC-7", "", "", False),
+        ("abort", f"@{FULL} by=sre p99", "", FULL, "sre", True),
+        ("abort", "by=sre p99", "", "", "sre", True),  # stopping: any revision in flight
+        ("abort", "stop it", "stop", "", "", False),
     ],
 )
-def test_promote_values_name_a_stage_and_bind_to_a_revision(value, stage, revision, for_abc123456789):
+def test_request_values_bind_to_the_full_revision_and_the_user(
+    kind, value, stage, revision, by, for_full
+):
     from aigate.core.requests import Request
 
-    request = Request("promote", value, by="")
-    assert (request.stage, request.revision) == (stage, revision)
-    assert request.names_revision("abc123456789") is for_abc123456789
+    request = Request(kind, value)
+    assert (request.stage, request.revision, request.by) == (stage, revision, by)
+    assert request.names_revision(FULL) is for_full
+    assert (request.malformed() == "") is for_full

@@ -261,7 +261,7 @@ def test_promote_and_retry_written_without_the_policy_are_refused_for_good():
     v2 = upgrade(world, manual=True)
     world.run_until(lambda w: w.status.phase == "Paused")
     world.policy_problem = MISSING
-    world.annotations = world.annotations | {"aigate.dev/promote": f"canary-50@{v2}"}
+    world.annotations = world.annotations | {"aigate.dev/promote": f"canary-50@{v2} by=approver"}
     world.step()
     outcome = world.status.requests.promote.outcome
     assert (
@@ -271,7 +271,7 @@ def test_promote_and_retry_written_without_the_policy_are_refused_for_good():
     for _ in range(5):
         world.step()
     assert world.status.phase == "Paused"  # the refused value never counts later
-    world.annotations = world.annotations | {"aigate.dev/abort": "stop"}
+    world.annotations = world.annotations | {"aigate.dev/abort": "by=sre stop"}
     world.policy_problem = MISSING
     world.run_until(rolled_back)
     assert world.status.requests.abort.outcome and world.status.last_rollback.reason == (

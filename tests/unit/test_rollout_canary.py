@@ -12,7 +12,7 @@ from aigate.core import rollout
 from aigate.core.analysis import Measurements, MetricResult
 from aigate.core.revision import compute_revision
 from aigate.core.verdict import QueryOutcome
-from support.factories import approval_annotations, approved_for, spec_dict, spec_model
+from support.factories import approval_annotations, approved_for, request, spec_dict, spec_model
 from support.sim import T0, World, plan_spec, serving, upgrade
 
 
@@ -119,11 +119,11 @@ def test_rolled_back_revision_is_not_retried_until_spec_change_or_retry():
         c.reason == "RolledBack" for c in world.status.conditions
     )
     world.outcome = failing_metric("none")
-    world.annotations = world.annotations | {"aigate.dev/retry": "ticket-42"}
+    retry = request("retry", v2, text="ticket-42")
+    world.annotations = world.annotations | {"aigate.dev/retry": retry}
     world.run_until(lambda w: w.status.phase == "Stable" and w.stable.revision == v2)
-    assert (
-        world.status.requests.retry is not None and world.status.requests.retry.value == "ticket-42"
-    )
+    assert world.status.requests.retry is not None and world.status.requests.retry.value == retry
+    assert world.status.requests.retry.by == "approver"
     # the same retry value is not acted on twice
     assert sum(1 for r in reasons(world) if r == "RequestHandled") == 1
 
@@ -214,16 +214,20 @@ def test_manual_promotion_waits_for_the_promote_annotation():
     for _ in range(30):
         world.step(timedelta(minutes=1))
         assert world.status.phase == "Paused" and world.stable.revision != v2
-    world.annotations = world.annotations | {"aigate.dev/promote": f"canary-50@{v2}"}
+    world.annotations = world.annotations | {
+        "aigate.dev/promote": request("promote", v2, "canary-50")
+    }
     world.run_until(lambda w: w.status.phase == "Stable" and w.stable.revision == v2)
-    assert world.status.requests.promote.value == f"canary-50@{v2}"
+    assert world.status.requests.promote.value == f"canary-50@{v2} by=approver"
     assert world.status.requests.promote.outcome.startswith("promoting past stage canary-50")
 
 
 def test_promote_naming_another_stage_does_not_promote_this_one():
     world = serving(manual=True)
-    upgrade(world, manual=True)
-    world.annotations = world.annotations | {"aigate.dev/promote": "canary-10"}
+    v2 = upgrade(world, manual=True)
+    world.annotations = world.annotations | {
+        "aigate.dev/promote": request("promote", v2, "canary-10")
+    }
     world.run_until(lambda w: w.status.phase == "Paused")
     for _ in range(10):
         world.step(timedelta(minutes=1))
@@ -235,19 +239,21 @@ def test_abort_rolls_back_at_once_and_is_recorded_once():
     v1 = world.stable.revision
     upgrade(world, manual=True)
     world.run_until(lambda w: w.status.stage == "canary-10" and w.canary is not None)
-    world.annotations = world.annotations | {"aigate.dev/abort": "2026-11-23T12:30:00Z"}
+    abort = request("abort", text="2026-11-23T12:30:00Z", by="sre")
+    world.annotations = world.annotations | {"aigate.dev/abort": abort}
     world.step()
     assert world.status.phase in ("RollingBack", "RolledBack")
     world.run_until(lambda w: w.status.phase == "RolledBack")
     assert world.stable.revision == v1 and world.canary is None
-    assert world.status.requests.abort.value == "2026-11-23T12:30:00Z"
+    assert world.status.requests.abort.value == abort
+    assert world.status.requests.abort.by == "sre"
     handled = [e for e in world.events() if e.reason == "RequestHandled"]
-    assert len(handled) == 1 and "abort" in handled[0].message
+    assert len(handled) == 1 and "abort" in handled[0].message and "(by sre)" in handled[0].message
 
 
 def test_abort_with_nothing_in_progress_is_recorded_and_ignored():
     world = serving()
-    world.annotations = world.annotations | {"aigate.dev/abort": "oops"}
+    world.annotations = world.annotations | {"aigate.dev/abort": request("abort", text="oops")}
     world.step()
     assert world.status.phase == "Stable"
     assert world.status.requests.abort.outcome.startswith("ignored")
@@ -399,3 +405,18 @@ def test_approval_annotations_helper_matches_gate():
     assert approval_annotations(compute_revision(spec), T0)[
         "aigate.dev/approved-revision"
     ] == compute_revision(spec)
+
+
+def test_a_promote_or_retry_naming_a_short_revision_or_none_is_ignored_and_recorded():
+    world = serving(manual=True)
+    v2 = upgrade(world, manual=True)
+    world.run_until(lambda w: w.status.phase == "Paused")
+    for value in (f"canary-50@{v2[:12]} by=approver", "canary-50 by=approver", f"canary-50@{v2}"):
+        world.annotations = world.annotations | {"aigate.dev/promote": value}
+        world.step(timedelta(minutes=1))
+        assert world.status.phase == "Paused", value
+        assert world.status.requests.promote.value == value
+        assert world.status.requests.promote.outcome == (
+            "ignored: expected '<stage>@<full 64-hex revision> by=<user> [text]' (the full "
+            "revision, and who asks)"
+        )

@@ -280,7 +280,9 @@ def test_apply_failure_is_sticky_until_the_spec_changes():
     first = rollout.decide(inputs(spec=spec, annotations=annotations))
     refused = first.status.model_copy(deep=True)  # what the reconciler writes back on a 4xx
     refused.apply_error = ApplyError(
-        generation=1, phase="Deploying", track="stable",
+        generation=1,
+        phase="Deploying",
+        track="stable",
         message="apply Deployment x: HTTP 422: bad port",
     )
     failed = rollout.decide(inputs(spec=spec, annotations=annotations, status=refused))
@@ -386,18 +388,25 @@ def _managed(manager: str) -> list[dict]:
 
 
 def test_approval_records_the_writing_client_and_whether_git_asserted_it():
+    """ "Asserted through Git" comes from the marker only the GitOps identity may set (the
+    chart's policy), never from the field manager, which any client may name."""
     spec = spec_model()
-    annotations = approved_for(spec, NOW)
 
-    def decided_with(manager: str) -> rollout.Decision:
+    def decided_with(manager: str, marker: str | None) -> rollout.Decision:
+        annotations = approved_for(spec, NOW)
+        if marker is not None:
+            annotations = {**annotations, gate.APPROVAL_SOURCE: marker}
         written = dataclasses.replace(
             inputs(spec=spec, annotations=annotations), managed_fields=_managed(manager)
         )
         return rollout.decide(written)
 
-    by_hand = decided_with("kubectl-annotate")
+    by_hand = decided_with("kubectl-annotate", None)
     assert by_hand.status.approval.written_by == "kubectl-annotate"
     assert by_hand.status.approval.asserted_through_git is False
-    from_git = decided_with("argocd-controller")
+    claimed = decided_with("argocd-controller", None)
+    assert claimed.status.approval.asserted_through_git is False
+    from_git = decided_with("argocd-controller", "git")
     assert from_git.status.approval.asserted_through_git is True
     assert "asserted through Git by argocd-controller" in from_git.events[0].message
+    assert decided_with("kubectl-annotate", "yes").status.approval.asserted_through_git is False

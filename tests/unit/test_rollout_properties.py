@@ -75,7 +75,7 @@ def test_every_rollback_ends_with_the_previous_stable_version_at_full_strength(
     world.outcome = scripted(script, after_promotion)
     for step in range(150):
         if abort_at is not None and step == abort_at:
-            world.annotations = world.annotations | {"aigate.dev/abort": f"abort-{step}"}
+            world.annotations = world.annotations | {"aigate.dev/abort": f"by=sre abort-{step}"}
         world.step(STEP)
         if world.status.phase == "RolledBack":
             assert world.canary is None

@@ -23,7 +23,7 @@ from aigate.core.gate import parse_rfc3339
 from aigate.core.requests import value_digest
 from aigate.core.revision import compute_revision
 from aigate.core.verdict import QueryOutcome, judge
-from support.factories import approved_for
+from support.factories import approved_for, request
 from support.sim import T0, Faults, World, plan_spec, serving, upgrade
 
 HEALTHY = QueryOutcome(samples=(0.001,))
@@ -509,19 +509,20 @@ def test_e_a_promote_counts_only_for_its_rollout_and_stage_and_expires_with_it()
     world = serving(manual=True)
     v2 = upgrade(world, manual=True)
     world.run_until(canary_running)
-    annotate(world, "promote", "canary-50")  # for the rollout in flight (v2), stage canary-50
+    first = request("promote", v2, "canary-50")
+    annotate(world, "promote", first)  # for the rollout in flight (v2), stage canary-50
     world.step()
     assert world.status.requests.promote is None  # waits for v2's canary-50
     v3 = apply_approved(world, plan_spec("2.6.0", manual=True))
     world.step()
     assert world.status.last_transition.reason == "CanarySuperseded"
     promote = world.status.requests.promote
-    assert promote.value == "canary-50"
+    assert promote.value == first and promote.by == "approver"
     assert promote.outcome == (
         f"expired: the rollout of revision {v2} ended (superseded) before the request was used"
     )
     assert request_entries(world, "promote") == [
-        f"aigate.dev/promote='canary-50': {promote.outcome}"
+        f"aigate.dev/promote={first!r} (by approver): {promote.outcome}"
     ]
 
     # v3's manual stage waits for a request of its own, the old value still annotated.
@@ -533,14 +534,14 @@ def test_e_a_promote_counts_only_for_its_rollout_and_stage_and_expires_with_it()
     for _ in range(10):
         world.step(timedelta(minutes=1))
         assert world.status.phase == "Paused" and world.status.stage == "canary-50"
-    annotate(world, "promote", f"canary-50@{v2}")  # names another revision
+    annotate(world, "promote", request("promote", v2, "canary-50", "again"))  # another revision
     world.step()
     assert world.status.requests.promote.outcome == f"ignored: it names another revision than {v3}"
-    annotate(world, "promote", f"canary-10@{v3}")  # names a stage already passed
+    annotate(world, "promote", request("promote", v3, "canary-10"))  # a stage already passed
     world.step()
     assert world.status.requests.promote.outcome == "ignored: stage canary-10 has already passed"
     assert world.status.phase == "Paused" and world.status.stage == "canary-50"
-    annotate(world, "promote", f"canary-50@{v3} looks good")
+    annotate(world, "promote", request("promote", v3, "canary-50", "looks good"))
     world.run_until(lambda w: w.status.phase == "Stable")
     assert world.stable.revision == v3
     assert (
@@ -551,35 +552,35 @@ def test_e_a_promote_counts_only_for_its_rollout_and_stage_and_expires_with_it()
     # waits at canary-50 for a new request although the very same value is still annotated.
     v4 = apply_approved(world, plan_spec("2.7.0", manual=True))
     world.run_until(canary_running)
-    annotate(world, "promote", f"canary-50@{v4}")
-    annotate(world, "abort", "INC-7")
+    annotate(world, "promote", request("promote", v4, "canary-50"))
+    annotate(world, "abort", request("abort", v4, text="INC-7", by="sre"))
     world.step()
     assert world.status.phase == "RollingBack"
     assert world.status.requests.promote.outcome.startswith(
         f"expired: the rollout of revision {v4} ended (AbortRequested)"
     )
     world.run_until(lambda w: w.status.phase == "RolledBack")
-    annotate(world, "retry", "INC-7 fixed")
+    annotate(world, "retry", request("retry", v4, text="INC-7 fixed"))
     world.run_until(lambda w: w.status.phase == "Paused", limit=100)
     assert world.status.stage == "canary-50" and world.status.rollout.candidate.revision == v4
     for _ in range(10):
         world.step(timedelta(minutes=1))
         assert world.status.phase == "Paused" and world.stable.revision == v3
-    assert world.annotations["aigate.dev/promote"] == f"canary-50@{v4}"
+    assert world.annotations["aigate.dev/promote"] == request("promote", v4, "canary-50")
     assert len(request_entries(world, "promote")) == 5
 
-    # A promote naming no revision, written during a post-promotion watch (no rollout in
-    # flight), does not count for the revision whose canary starts when the watch ends.
+    # A promote naming no revision (here written during a post-promotion watch) never
+    # counts, not even for the revision whose canary starts when the watch ends.
     world = serving(manual=True, monitor="5m")
     v2 = upgrade(world, manual=True, monitor="5m")
     world.run_until(lambda w: w.status.phase == "Paused")
-    annotate(world, "promote", f"canary-50@{v2}")
+    annotate(world, "promote", request("promote", v2, "canary-50"))
     world.run_until(lambda w: w.status.phase == "Verifying")
-    annotate(world, "promote", "canary-50 go")
+    annotate(world, "promote", "canary-50 by=approver go")
     v3 = apply_approved(world, plan_spec("2.6.0", manual=True, monitor="5m"))  # waits
     world.step()
-    assert world.status.requests.promote.value == "canary-50 go"
-    assert world.status.requests.promote.outcome == "ignored: no rollout is waiting for promotion"
+    assert world.status.requests.promote.value == "canary-50 by=approver go"
+    assert world.status.requests.promote.outcome.startswith("ignored: expected '<stage>@<full")
     world.run_until(lambda w: w.status.phase == "Paused", advance=timedelta(seconds=30))
     assert world.status.rollout.candidate.revision == v3 and world.status.stage == "canary-50"
     assert cond(world, "Reconciling").reason == "AwaitingPromotion"
@@ -593,15 +594,15 @@ def test_f_a_refused_rollback_is_retried_with_backoff_and_always_completes():
     v1 = world.stable.revision
     v2 = upgrade(world, monitor="10m")
     world.run_until(lambda w: w.status.phase == "Verifying")
-    annotate(world, "abort", "INC-9")  # the watch's rollback needs v1 applied to stable
+    annotate(world, "abort", "by=sre INC-9")  # the watch's rollback needs v1 applied to stable
     refused = "HTTP 422: admission webhook denied the request"
     requeues = []
     for attempt in range(1, 9):
         world.faults.reject_next_apply, world.faults.reject_track = refused, "stable"
         if attempt == 4:  # requests that arrive meanwhile
-            annotate(world, "promote", "full")
-            annotate(world, "abort", "INC-10")
-            annotate(world, "retry", "INC-9 fixed")
+            annotate(world, "promote", request("promote", v2, "full"))
+            annotate(world, "abort", "by=sre INC-10")
+            annotate(world, "retry", request("retry", v2, text="INC-9 fixed"))
         world.step(timedelta(0))  # the retry is refused at once
         assert world.status.phase == "RollingBack"
         assert world.status.apply_error.attempts == attempt
@@ -616,7 +617,8 @@ def test_f_a_refused_rollback_is_retried_with_backoff_and_always_completes():
             stalled = cond(world, "Stalled")
             assert (stalled.status, stalled.reason) == ("True", "RollbackBlocked")
             assert stalled.message == (
-                f"abort requested ('INC-9') during the watch; restoring version 2.4.0 (revision "
+                f"abort requested ('by=sre INC-9' by sre) during the watch; restoring version "
+                f"2.4.0 (revision "
                 f"{v1}): 0/4 Ready; the API server refused the stable workload ({refused}); "
                 f"retrying with backoff"
             )
@@ -624,7 +626,7 @@ def test_f_a_refused_rollback_is_retried_with_backoff_and_always_completes():
     assert requeues == [10.0, 20.0, 40.0, 80.0, 160.0, 300.0, 300.0, 300.0]
     assert world.status.rollback.revision == v2 and world.status.rollback.target.revision == v1
     assert world.status.requests.promote.outcome == "ignored: a rollback is in progress"
-    assert world.status.requests.abort.value == "INC-10"
+    assert world.status.requests.abort.value == "by=sre INC-10"
     assert world.status.requests.abort.outcome == "ignored: a rollback is already in progress"
     assert world.status.requests.retry is None  # a retry waits for the rollback's end
     assert "Failed" not in [h.to_phase for h in world.history()]
@@ -634,7 +636,7 @@ def test_f_a_refused_rollback_is_retried_with_backoff_and_always_completes():
     assert (
         world.status.last_rollback.revision == v2 and world.status.last_rollback.to_revision == v1
     )
-    assert world.status.last_rollback.trigger.request == "INC-9"
+    assert world.status.last_rollback.trigger.request == "by=sre INC-9"
     assert world.stable.revision == v1 and world.stable.rolled_out
     assert world.service == (v1, 8080, 8080)
     assert world.canary.revision == v2 and world.canary.replicas == 1  # the retry's canary
@@ -902,7 +904,7 @@ def assert_rolled_back(world: World, revision: str, why: str, serving_revision: 
     message = (
         f"revision {revision} was rolled back ({why}); version 2.4.0 (revision "
         f"{serving_revision}) keeps serving. Change the spec, or annotate "
-        f"aigate.dev/retry=<a new value> to try this revision again"
+        f"aigate.dev/retry='@{revision} by=<you> <why>' to try this revision again"
     )
     assert world.status.phase == "RolledBack"
     for type_, status in (("Ready", "False"), ("Stalled", "True")):
@@ -953,10 +955,10 @@ def test_k_after_a_rollback_the_conditions_name_the_revision_and_the_trigger():
     world.canary_becomes_ready = True
     v4 = upgrade(world, "2.7.0")
     world.run_until(canary_running)
-    annotate(world, "abort", "INC-42 latency complaints")
+    annotate(world, "abort", "by=sre INC-42 latency complaints")
     world.run_until(lambda w: w.status.last_rollback.revision == v4)
     assert_rolled_back(
-        world, v4, "AbortRequested: aigate.dev/abort='INC-42 latency complaints'", v1
+        world, v4, "AbortRequested: aigate.dev/abort='by=sre INC-42 latency complaints' by sre", v1
     )
     assert world.status.rolled_back_revisions == [v2, v3, v4]
 
@@ -990,26 +992,29 @@ def without(world: World, kind: str) -> None:
     world.annotations = {k: v for k, v in world.annotations.items() if k != f"aigate.dev/{kind}"}
 
 
+STOP = "by=sre stop"
+
+
 def test_l_handled_values_are_never_acted_on_again_and_rolled_back_revisions_stay_refused():
     world = serving()
     specs = {v: plan_spec(v) for v in ("2.5.0", "2.6.0", "2.7.0")}
     v2 = apply_approved(world, specs["2.5.0"])
     world.run_until(canary_running)
-    annotate(world, "abort", "stop")
+    annotate(world, "abort", STOP)
     world.run_until(lambda w: w.status.phase == "RolledBack")
     handled_at = world.status.requests.abort.handled_at
     v3 = apply_approved(world, specs["2.6.0"])
     world.outcome = failing_on("canary")
     world.run_until(lambda w: w.status.last_rollback.revision == v3)
     assert world.status.rolled_back_revisions == [v2, v3]
-    assert value_digest("abort", "stop") in world.status.handled_requests
+    assert value_digest("abort", STOP) in world.status.handled_requests
 
     # Git removes the abort, then a revert brings the same value back mid-canary: ignored.
     world.outcome = healthy
     v4 = apply_approved(world, specs["2.7.0"])
     without(world, "abort")
     world.run_until(canary_running)
-    annotate(world, "abort", "stop")
+    annotate(world, "abort", STOP)
     world.run_until(lambda w: w.status.phase == "Stable")
     assert world.stable.revision == v4 and world.status.last_rollback.revision == v3
     assert world.status.requests.abort.handled_at == handled_at
@@ -1023,7 +1028,8 @@ def test_l_handled_values_are_never_acted_on_again_and_rolled_back_revisions_sta
         assert world.status.last_transition.reason == "RevisionRolledBack"
         assert cond(world, "Stalled").message.startswith(f"revision {revision} was rolled back")
         assert world.canary is None
-    annotate(world, "retry", "R1")  # retries the spec's revision (v3) only
+    r1 = request("retry", v3, text="R1")
+    annotate(world, "retry", r1)  # retries the spec's revision (v3) only
     world.run_until(lambda w: w.status.phase == "Stable" and w.stable.revision == v3)
     assert world.status.requests.retry.outcome == f"retrying revision {v3}"
     assert world.status.rolled_back_revisions == [v2]
@@ -1031,18 +1037,19 @@ def test_l_handled_values_are_never_acted_on_again_and_rolled_back_revisions_sta
     apply_approved(world, specs["2.5.0"])
     without(world, "retry")
     world.step()
-    annotate(world, "retry", "R1")  # the same value back through a revert: not a new retry
+    annotate(world, "retry", r1)  # the same value back through a revert: not a new retry
     for _ in range(5):
         world.step(timedelta(seconds=30))
         assert world.status.phase == "RolledBack" and world.stable.revision == v3
     assert len(request_entries(world, "retry")) == 1
-    annotate(world, "retry", "R2")
+    r2 = request("retry", v2, text="R2")
+    annotate(world, "retry", r2)
     world.run_until(lambda w: w.status.phase == "Stable" and w.stable.revision == v2)
     assert world.status.rolled_back_revisions == []
     assert world.status.handled_requests == [
-        value_digest("abort", "stop"),
-        value_digest("retry", "R1"),
-        value_digest("retry", "R2"),
+        value_digest("abort", STOP),
+        value_digest("retry", r1),
+        value_digest("retry", r2),
     ]
 
 
@@ -1281,7 +1288,7 @@ def test_p_an_unreadable_status_is_left_alone_except_for_its_conditions():
     upgrade(world)
     world.run_until(canary_running)
     world.now += timedelta(minutes=1)  # a measurement is due
-    annotate(world, "abort", "INC-3")  # and a request is waiting
+    annotate(world, "abort", "by=sre INC-3")  # and a request is waiting
     readable = world.inputs()
     assert rollout.measurement_plan(readable) is not None
     assert rollout.decide(readable).actions  # what a readable status would lead to
@@ -1386,7 +1393,7 @@ def test_review_a_refused_service_never_keeps_a_rolled_back_canary_serving():
     world = serving()
     upgrade(world)
     world.run_until(lambda w: w.status.rollout is not None and w.status.rollout.ready_since)
-    annotate(world, "abort", "INC-1")
+    annotate(world, "abort", "by=sre INC-1")
     for _ in range(40):  # the Service is refused on every apply
         world.faults = Faults(reject_next_apply="HTTP 422: denied", reject_track="service")
         world.step(timedelta(seconds=30))
@@ -1447,7 +1454,7 @@ def test_review_a_clock_stepping_back_never_stretches_a_backoff():
     world = serving(monitor="10m")
     upgrade(world, monitor="10m")
     world.run_until(lambda w: w.status.phase == "Verifying")
-    annotate(world, "abort", "INC-2")
+    annotate(world, "abort", "by=sre INC-2")
     world.faults = Faults(reject_next_apply="HTTP 422: denied", reject_track="stable")
     world.step(timedelta(0))
     world.now -= timedelta(hours=1)

@@ -15,7 +15,7 @@ from aigate.api.v1alpha1 import AIDeploymentSpec
 from aigate.core.revision import compute_revision
 from aigate.core.rollout import table
 from aigate.core.verdict import QueryOutcome
-from support.factories import approval_annotations, approved_for, spec_model
+from support.factories import approval_annotations, approved_for, request, spec_model
 from support.sim import T0, Faults, World, plan_spec, serving, upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -179,7 +179,11 @@ def annotate(key: str, value: str) -> Callable[[World], None]:
 
 def promote(world: World) -> None:
     stage = world.status.stage
-    annotate("promote", f"{stage}@{world.status.rollout.candidate.revision}")(world)
+    annotate("promote", request("promote", world.status.rollout.candidate.revision, stage))(world)
+
+
+def retry(world: World) -> None:
+    annotate("retry", request("retry", world.status.revision, text="INC-1"))(world)
 
 
 def rescale_rejected(world: World) -> None:
@@ -304,7 +308,7 @@ CASES: dict[tuple[str, str, str], tuple[Callable[[], World], Callable[[World], N
     ("RolledBack", "Failed", "ChildConflict"): (rolled_back, conflict),
     ("RolledBack", "Stable", "Serving"): (rolled_back, revert_to_serving),
     ("RolledBack", "AwaitingApproval", "ApprovalRequired"): (rolled_back, unapproved),
-    ("RolledBack", "Progressing", "RolloutStarted"): (rolled_back, annotate("retry", "INC-1")),
+    ("RolledBack", "Progressing", "RolloutStarted"): (rolled_back, retry),
     # Failed
     ("Failed", "Failed", "InvalidSpec"): (
         lambda: until(with_world(serving(), conflict), lambda w: w.status.phase == "Failed"),
@@ -341,12 +345,12 @@ CASES: dict[tuple[str, str, str], tuple[Callable[[], World], Callable[[World], N
     # Promoting
     ("Promoting", "Verifying", "Promoted"): (lambda: promoting("10m"), nothing),
     ("Promoting", "Stable", "Promoted"): (promoting, nothing),
-    ("Promoting", "RollingBack", "AbortRequested"): (promoting, annotate("abort", "stop")),
+    ("Promoting", "RollingBack", "AbortRequested"): (promoting, annotate("abort", "by=sre stop")),
     # Verifying
     ("Verifying", "Stable", "WatchCompleted"): (verifying, nothing),
     ("Verifying", "Stable", "PostPromotionBreach"): (lambda: verifying(True), outcome(failing)),
     ("Verifying", "RollingBack", "PostPromotionBreach"): (verifying, outcome(failing)),
-    ("Verifying", "RollingBack", "AbortRequested"): (verifying, annotate("abort", "INC-9")),
+    ("Verifying", "RollingBack", "AbortRequested"): (verifying, annotate("abort", "by=sre INC-9")),
     ("Verifying", "RollingBack", "PauseTimeout"): (
         lambda: verifying(pauseTimeout="1m", onPauseTimeout="Rollback"),
         outcome(down),
@@ -379,7 +383,7 @@ def _canary_cases(source: str, setup: Callable[[], World]) -> None:
             (source, "Paused", "AnalysisInconclusive"): (setup, outcome(down)),
             (source, "RollingBack", "AnalysisFailed"): (setup, outcome(failing)),
             (source, "RollingBack", "ProgressDeadlineExceeded"): (setup, canary_lost),
-            (source, "RollingBack", "AbortRequested"): (setup, annotate("abort", "now")),
+            (source, "RollingBack", "AbortRequested"): (setup, annotate("abort", "by=sre now")),
         }
     )
 

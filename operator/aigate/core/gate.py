@@ -23,6 +23,10 @@ APPROVED_REVISION = PREFIX + "approved-revision"
 RISK_ACCEPTANCE = PREFIX + "risk-acceptance"
 RISK_ACCEPTED_BY = PREFIX + "risk-accepted-by"
 APPROVAL_CONDITIONS = PREFIX + "approval-conditions"
+# Set (to "git") only by the GitOps identity, which the chart's policy enforces: the
+# approvals were asserted through Git (docs/decisions/0008-who-may-write-what.md).
+APPROVAL_SOURCE = PREFIX + "approval-source"
+FROM_GIT = "git"
 
 REQUIRED_ANNOTATIONS = (
     APPROVED_BY,

@@ -5,18 +5,23 @@ ever: it remembers a digest of every value it handled (status.handledRequests, b
 a value that comes back (a Git revert, a re-applied manifest) is not acted on again. It
 never deletes the annotation, so GitOps tools that put it there do not fight the operator.
 
-Values bind a request to what it is for:
-- promote: `<stage>[@<revision>][ free text]`, e.g. `canary-50@7f3a9c2e1b04 looks good`.
-  It counts only for the rollout in flight when it is first seen (or, with `@revision`, for
-  that revision's rollout) and only at the stage it names; when that rollout ends unused,
-  it is recorded as expired.
-- abort: any value; `@<revision>` in it, if present, must name the revision in flight.
-- retry: any value; it clears the spec's revision from the rolled-back list.
+Values bind a request to the full revision it is for and to the requesting user (the
+chart's policy checks that `by=` is the user admission saw; docs/decisions/0008):
+- promote: `<stage>@<revision> by=<user>[ <text>]`: counts only for that revision's
+  rollout and only at the stage it names; when that rollout ends unused, it is recorded
+  as expired.
+- retry: `@<revision> by=<user>[ <text>]`: clears that revision from the rolled-back list
+  when it is the spec's revision.
+- abort: `[@<revision> ]by=<user>[ <text>]`: stopping is the safe direction, so the
+  revision may be left out; if named, it must be the revision in flight.
+A value of another shape (a 12-character prefix, no revision, no `by=`) is recorded as
+ignored, never acted on.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -27,7 +32,17 @@ from aigate.core.gate import PREFIX
 Kind = Literal["promote", "abort", "retry"]
 KINDS: tuple[Kind, ...] = ("promote", "abort", "retry")
 MAX_HANDLED = 512
-MIN_REVISION_PREFIX = 12
+# The shapes the chart's policy admits (charts/aigate/templates/approval-policy.yaml).
+SHAPES: dict[Kind, re.Pattern[str]] = {
+    "promote": re.compile(r"[^ @]+@[0-9a-f]{64} by=[^ ]+( .*)?"),
+    "retry": re.compile(r"@[0-9a-f]{64} by=[^ ]+( .*)?"),
+    "abort": re.compile(r"(@[0-9a-f]{64} )?by=[^ ]+( .*)?"),
+}
+FORMATS: dict[Kind, str] = {
+    "promote": "<stage>@<full 64-hex revision> by=<user> [text]",
+    "retry": "@<full 64-hex revision> by=<user> [text]",
+    "abort": "[@<full 64-hex revision>] by=<user> [text]",
+}
 
 
 def annotation(kind: Kind) -> str:
@@ -42,36 +57,56 @@ def value_digest(kind: Kind, value: str) -> str:
 class Request:
     kind: Kind
     value: str
-    by: str  # the field manager that last wrote the annotation, when it can be told
 
     @property
     def digest(self) -> str:
         return value_digest(self.kind, self.value)
 
     @property
+    def well_formed(self) -> bool:
+        return SHAPES[self.kind].fullmatch(self.value) is not None
+
+    def malformed(self) -> str:
+        """Why the operator ignores this value, or '' when it has the expected shape."""
+        if self.well_formed:
+            return ""
+        return f"ignored: expected {FORMATS[self.kind]!r} (the full revision, and who asks)"
+
+    @property
+    def _tokens(self) -> list[str]:
+        return self.value.split(" ")
+
+    @property
+    def _target(self) -> str:
+        """`<stage>@<revision>` or `@<revision>`, or '' when the value starts with `by=`."""
+        head = self._tokens[0]
+        return "" if head.startswith("by=") else head
+
+    @property
     def stage(self) -> str:
-        """The stage a promote names: the text before '@' or the first space."""
-        return self.value.split(" ", 1)[0].split("@", 1)[0].strip()
+        """The stage a promote names: the text before '@'."""
+        return self._target.split("@", 1)[0]
 
     @property
     def revision(self) -> str:
-        """The revision (or prefix) named after '@', or ''."""
-        head = self.value.split(" ", 1)[0]
-        return head.split("@", 1)[1].strip() if "@" in head else ""
+        """The full revision named after '@', or ''."""
+        target = self._target
+        return target.split("@", 1)[1] if "@" in target else ""
+
+    @property
+    def by(self) -> str:
+        """The requesting user the value names (checked against admission by the policy)."""
+        return next((t[3:] for t in self._tokens[:2] if t.startswith("by=")), "")
 
     def names_revision(self, revision: str) -> bool:
-        """True when the request names no revision or names this one (a prefix of at least
-        MIN_REVISION_PREFIX characters counts)."""
-        named = self.revision
-        if not named:
-            return True
-        return len(named) >= min(MIN_REVISION_PREFIX, len(revision)) and revision.startswith(named)
+        """True when the request is for this revision; an abort naming none is for any."""
+        if not self.well_formed:
+            return False
+        return self.revision == revision if self.revision else self.kind == "abort"
 
 
 def pending_requests(
-    annotations: Mapping[str, str],
-    handled_digests: Sequence[str],
-    managed_fields: Sequence[Mapping[str, Any]],
+    annotations: Mapping[str, str], handled_digests: Sequence[str]
 ) -> dict[Kind, Request]:
     """Requests whose value was never handled."""
     done = set(handled_digests)
@@ -79,7 +114,7 @@ def pending_requests(
     for kind in KINDS:
         value = (annotations.get(annotation(kind)) or "").strip()
         if value and value_digest(kind, value) not in done:
-            pending[kind] = Request(kind, value, writer_of(annotation(kind), managed_fields))
+            pending[kind] = Request(kind, value)
     return pending
 
 

@@ -310,20 +310,21 @@ def _stage_passed(d: Draft, rollout: RolloutState, plan: AIDeploymentSpec, evide
         return
     if stage.manual_promotion:
         promote = d.pending("promote")
-        if promote is None or promote.stage != stage.name:
+        for_this = promote is not None and promote.names_revision(rollout.candidate.revision)
+        if promote is None or not for_this or promote.stage != stage.name:
             if d.status.phase != "Paused" or paused_reason(d) != "AwaitingPromotion":
                 d.goto(
                     "Paused",
                     "AwaitingPromotion",
                     f"{position} passed its analysis and waits for aigate.dev/promote="
-                    f"{stage.name}@{rollout.candidate.revision}",
+                    f"{stage.name}@{rollout.candidate.revision} by=<you>",
                     evidence=evidence,
                 )
                 return
             d.progressing(
                 "AwaitingPromotion",
                 f"{position} passed; waiting for a person: annotate aigate.dev/promote="
-                f"{stage.name}@{rollout.candidate.revision} to continue or aigate.dev/abort to "
+                f"{stage.name}@{rollout.candidate.revision} by=<you> to continue or aigate.dev/abort to "
                 f"roll back; {effects.metrics_summary(rollout.analysis or AnalysisState())}",
             )
             return

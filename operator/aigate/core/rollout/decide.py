@@ -117,7 +117,9 @@ def _retry(d: Draft) -> None:
     if request is None or d.status.phase == "RollingBack":
         return  # a retry written during a rollback waits for its end
     revision = d.sit.revision
-    if revision and revision in d.status.rolled_back_revisions:
+    if not request.names_revision(revision):
+        d.handle(request, f"ignored: it names another revision than {revision or '(invalid spec)'}")
+    elif revision and revision in d.status.rolled_back_revisions:
         d.status.rolled_back_revisions = [
             r for r in d.status.rolled_back_revisions if r != revision
         ]

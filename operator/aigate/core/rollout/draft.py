@@ -136,6 +136,9 @@ class Draft:
         request = self.sit.requests.get(kind)
         if request is None or request.digest in self.status.handled_requests:
             return None
+        if request.malformed():  # e.g. a short revision: recorded, never acted on
+            self.handle(request, request.malformed())
+            return None
         return request
 
     def handle(self, request: Request, outcome: str) -> None:
@@ -143,7 +146,7 @@ class Draft:
         s = self.status
         s.handled_requests = remember(s.handled_requests, request)
         setattr(s.requests, request.kind, handled(request, self.now_iso, outcome))
-        by = f" (written by {request.by})" if request.by else ""
+        by = f" (by {request.by})" if request.by else ""
         self.note("RequestHandled", f"aigate.dev/{request.kind}={request.value!r}{by}: {outcome}")
 
     def subject_of_spec(self) -> tuple[str, str]:

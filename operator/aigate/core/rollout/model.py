@@ -129,8 +129,6 @@ class Inputs:
     namespace: str = ""
     measurements: Measurements | None = None
     managed_fields: Sequence[Mapping[str, Any]] = ()
-    # Field managers of GitOps controllers: approvals they write are "asserted through Git".
-    gitops_managers: frozenset[str] = frozenset({"argocd-controller", "kustomize-controller"})
     # Non-empty when the stored status could not be read (e.g. written by another version):
     # the operator then acts on nothing and replaces nothing but its conditions.
     status_error: str = ""

@@ -84,7 +84,7 @@ def rolled_back_text(d: Draft) -> str:
         why = f" ({last.reason}: {last.trigger.detail})"
     return (
         f"revision {revision} was rolled back{why}; {serving_text(d)}. Change the spec, or "
-        f"annotate aigate.dev/retry=<a new value> to try this revision again"
+        f"annotate aigate.dev/retry='@{revision} by=<you> <why>' to try this revision again"
     )
 
 

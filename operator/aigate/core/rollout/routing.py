@@ -8,7 +8,7 @@ from typing import NamedTuple
 from aigate.api.v1alpha1 import ApprovalRecord, Phase
 from aigate.core import conditions as cond
 from aigate.core.children import record_of
-from aigate.core.gate import APPROVED_BY, format_rfc3339
+from aigate.core.gate import APPROVAL_SOURCE, APPROVED_BY, FROM_GIT, format_rfc3339
 from aigate.core.requests import writer_of
 from aigate.core.rollout.draft import Draft
 
@@ -74,8 +74,8 @@ def route(d: Draft) -> Route:
         return Route(
             "RolledBack",
             "RevisionRolledBack",
-            f"revision {sit.revision} was rolled back; annotate aigate.dev/retry=<a new value> "
-            f"to try it again, or change the spec",
+            f"revision {sit.revision} was rolled back; annotate aigate.dev/retry='@{sit.revision} "
+            f"by=<you> <why>' to try it again, or change the spec",
         )
     if s.serving is None:
         return Route(
@@ -113,7 +113,8 @@ def record_approval(d: Draft) -> None:
             recorded_at=d.now_iso,
             written_by=writer_of(APPROVED_BY, d.inputs.managed_fields),
         )
-        record.asserted_through_git = record.written_by in d.inputs.gitops_managers
+        # From the marker only the GitOps identity may set, never from a field-manager name.
+        record.asserted_through_git = d.inputs.annotations.get(APPROVAL_SOURCE) == FROM_GIT
         old = s.approval
         same = old is not None and old.model_dump(exclude={"recorded_at"}) == record.model_dump(
             exclude={"recorded_at"}

@@ -43,7 +43,5 @@ def classify(inputs: Inputs) -> Situation:
         if spec is not None
         else None
     )
-    requests = pending_requests(
-        inputs.annotations, inputs.status.handled_requests, inputs.managed_fields
-    )
+    requests = pending_requests(inputs.annotations, inputs.status.handled_requests)
     return Situation(inputs, spec, revision, gate, requests)

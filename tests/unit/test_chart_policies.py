@@ -1,0 +1,101 @@
+"""`helm template` output: the chart renders its admission policies by default, each with a
+binding, and their rules follow the values (docs/decisions/0008-who-may-write-what.md).
+Uses the cached helm binary; no cluster."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "aigate"
+POLICIES = ("aigate-approvals", "aigate-status", "aigate-children")
+
+
+def render(binaries: Path, *sets: str) -> list[dict]:
+    out = subprocess.run(
+        [str(binaries / "helm"), "template", "aigate", str(CHART), "-n", "aigate-system"]
+        + [arg for s in sets for arg in ("--set", s)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def policies(docs: list[dict]) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"}
+
+
+def bindings(docs: list[dict]) -> dict[str, dict]:
+    kind = "ValidatingAdmissionPolicyBinding"
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def expressions(policy: dict) -> str:
+    spec = policy["spec"]
+    parts = [v["expression"] for v in spec.get("validations", [])]
+    parts += [v["expression"] for v in spec.get("variables", [])]
+    return "\n".join(parts)
+
+
+def test_every_policy_is_rendered_by_default_with_a_denying_binding(binaries):
+    docs = render(binaries)
+    assert set(policies(docs)) == set(POLICIES)
+    for name, binding in bindings(docs).items():
+        assert binding["spec"]["policyName"] == name
+        assert binding["spec"]["validationActions"] == ["Deny"]
+        assert binding["spec"]["matchResources"] == {"namespaceSelector": {}}
+    assert set(bindings(docs)) == set(POLICIES)
+    for policy in policies(docs).values():
+        assert policy["spec"]["failurePolicy"] == "Fail"
+
+
+def test_status_and_children_are_written_only_by_the_charts_service_account(binaries):
+    docs = render(binaries, "operatorUsers={system:aigate-outside}")
+    status, children = policies(docs)["aigate-status"], policies(docs)["aigate-children"]
+    (rule,) = status["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["resources"] == ["aideployments/status"] and rule["operations"] == ["UPDATE"]
+    operators = '["system:serviceaccount:aigate-system:aigate","system:aigate-outside"]'
+    assert f"request.userInfo.username in {operators}" == expressions(status)
+    resources = {
+        r
+        for rule in children["spec"]["matchConstraints"]["resourceRules"]
+        for r in rule["resources"]
+    }
+    assert resources == {"deployments", "replicasets", "pods"}  # no subresources
+    assert "system:serviceaccount:kube-system:replicaset-controller" in expressions(children)
+    assert "aigate.dev/aideployment" in children["spec"]["matchConditions"][0]["expression"]
+
+
+def test_groups_follow_the_values(binaries):
+    default = expressions(policies(render(binaries))["aigate-approvals"])
+    assert '["aigate:risk-acceptors"]' in default  # separate from the approvers by default
+    assert 'g in ["aigate:approvers","aigate:operators"]' in default  # who may abort
+    assert "separation of duties" not in yaml.safe_dump(policies(render(binaries)))
+    custom = render(
+        binaries,
+        "requests.promoteGroups={release-managers}",
+        "approvals.separationOfDuties=true",
+        "approvals.gitOpsUsers={system:serviceaccount:argocd:argocd-application-controller}",
+    )
+    text = expressions(policies(custom)["aigate-approvals"])
+    assert 'g in ["release-managers"]' in text
+    assert '["system:serviceaccount:argocd:argocd-application-controller"]' in text
+    assert "variables.specChanged" in text
+
+
+@pytest.mark.parametrize(
+    ("setting", "gone"),
+    [
+        ("approvals.policy=false", "aigate-approvals"),
+        ("statusPolicy.enabled=false", "aigate-status"),
+        ("childrenPolicy.enabled=false", "aigate-children"),
+    ],
+)
+def test_each_policy_can_be_turned_off(binaries, setting, gone):
+    docs = render(binaries, setting)
+    assert gone not in policies(docs) and gone not in bindings(docs)
+    assert set(policies(docs)) == set(POLICIES) - {gone}
