@@ -3,9 +3,14 @@
     kubectl aigate status  NAME [-n NS]        phase, stage, approval, latest metrics, recent history
     kubectl aigate history NAME [-n NS]        every recorded decision with its evidence
     kubectl aigate verify  NAME [-n NS]        check the history's hash chain (tamper evidence)
-    kubectl aigate approve NAME --risk-acceptance RISK-1 --risk-accepted-by ciso@x [--by you@x]
+    kubectl aigate approve NAME [--conditions TEXT]
                                                shows model, images, plan, thresholds and the
-                                               change against what serves; asks (or --yes)
+                                               change against what serves; asks (or --yes);
+                                               signs as you, for exactly the revision shown
+    kubectl aigate accept-risk NAME --reference RISK-1
+                                               the same review, then the risk acceptance,
+                                               signed as you (risk acceptors are a separate
+                                               group from approvers by default)
     kubectl aigate promote NAME [--stage S]    continue a stage waiting for promotion
     kubectl aigate abort   NAME --reason TEXT  roll back now
     kubectl aigate retry   NAME                run a rolled-back revision again
@@ -298,16 +303,25 @@ def approval_patch(
     conditions: str,
     now: datetime,
 ) -> dict[str, Any]:
+    """The approval of `revision` by `by`; the risk acceptance too when given (where one
+    person may do both: the chart's default policy keeps them apart, see accept-risk)."""
     annotations = {
         gate.APPROVED_BY: by,
         gate.APPROVED_AT: gate.format_rfc3339(now),
         gate.APPROVED_REVISION: revision,
-        gate.RISK_ACCEPTANCE: risk_acceptance,
-        gate.RISK_ACCEPTED_BY: risk_accepted_by,
     }
+    if risk_acceptance or risk_accepted_by:
+        annotations[gate.RISK_ACCEPTANCE] = risk_acceptance
+        annotations[gate.RISK_ACCEPTED_BY] = risk_accepted_by
     if conditions:
         annotations[gate.APPROVAL_CONDITIONS] = conditions
     return {"metadata": {"annotations": annotations}}
+
+
+def risk_patch(reference: str, by: str) -> dict[str, Any]:
+    return {
+        "metadata": {"annotations": {gate.RISK_ACCEPTANCE: reference, gate.RISK_ACCEPTED_BY: by}}
+    }
 
 
 def request_value(
@@ -416,8 +430,9 @@ def _approve(
             f"note: status.revision is {status['revision']} (the operator has not caught up "
             f"with the spec yet); this approves the spec's revision {revision}"
         )
-    if not args.yes and not _confirm(f"Approve revision {revision} of {where}? [y/N]"):
-        print("not approved: nothing written", file=sys.stderr)
+    verb = "Accept the risk of" if args.command == "accept-risk" else "Approve"
+    if not args.yes and not _confirm(f"{verb} revision {revision} of {where}? [y/N]"):
+        print("nothing written", file=sys.stderr)
         return 1
     by = args.by or _whoami(api)
     for _ in range(MAX_WRITE_ATTEMPTS):
@@ -443,14 +458,17 @@ def _write_approval(
             file=sys.stderr,
         )
         return 1
-    patch = approval_patch(
-        revision,
-        by,
-        args.risk_acceptance,
-        args.risk_accepted_by,
-        args.conditions,
-        datetime.now(UTC),
-    )
+    if args.command == "accept-risk":
+        patch = risk_patch(args.reference, by)
+    else:
+        patch = approval_patch(
+            revision,
+            by,
+            args.risk_acceptance,
+            args.risk_accepted_by,
+            args.conditions,
+            datetime.now(UTC),
+        )
     patch["metadata"]["resourceVersion"] = fresh["metadata"]["resourceVersion"]
     try:
         _annotate(custom, namespace, args.name, patch)
@@ -458,7 +476,8 @@ def _write_approval(
         if error.status == 409:
             return None
         raise
-    print(f"approved revision {revision} of {namespace}/{args.name} as {by}")
+    what = "accepted the risk of" if args.command == "accept-risk" else "approved"
+    print(f"{what} revision {revision} of {namespace}/{args.name} as {by}")
     return 0
 
 
@@ -472,7 +491,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig")
     parser.add_argument("--context")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("status", "history", "verify", "promote", "abort", "retry", "approve"):
+    for name in (
+        "status",
+        "history",
+        "verify",
+        "promote",
+        "abort",
+        "retry",
+        "approve",
+        "accept-risk",
+    ):
         command = sub.add_parser(name)
         command.add_argument("name", help="the AIDeployment")
         command.add_argument("-n", "--namespace", dest="sub_namespace")
@@ -482,13 +510,17 @@ def main(argv: list[str] | None = None) -> int:
             )
         if name == "abort":
             command.add_argument("--reason", required=True, help="recorded with the request")
-        if name == "approve":
-            command.add_argument("--risk-acceptance", required=True)
-            command.add_argument("--risk-accepted-by", required=True)
+        if name == "accept-risk":
+            command.add_argument("--reference", required=True, help="the accepted risk record")
+        if name in ("approve", "accept-risk"):
             command.add_argument(
-                "--by", help="approver identity (default: who the cluster says you are)"
+                "--by", help="your identity (default: who the cluster says you are)"
             )
             command.add_argument("--conditions", default="")
+            command.add_argument(
+                "--risk-acceptance", default="", help="approve only: also accept this risk"
+            )
+            command.add_argument("--risk-accepted-by", default="")
             command.add_argument(
                 "--revision",
                 help="refuse unless the spec's revision is this one (default: the spec's, shown)",
@@ -516,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print("history NOT intact:\n  " + "\n  ".join(check.problems))
             return 1
-    elif args.command == "approve":
+    elif args.command in ("approve", "accept-risk"):
         return _approve(args, custom, api, namespace, obj)
     else:
         revision, stage = request_target(args.command, status)

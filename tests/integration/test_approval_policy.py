@@ -644,3 +644,30 @@ def test_the_operators_deployment_gets_ready_pods_through_the_builtin_controller
         return (status.ready_replicas or 0) == 2
 
     wait_for(ready, timeout=90, what="2 Ready pods of the operator's Deployment")
+
+
+def test_the_kubectl_plugin_approves_and_accepts_risk_as_two_people_under_the_policy(
+    cluster, actors, policy_namespace
+):
+    """`kubectl aigate approve` by the approver and `kubectl aigate accept-risk` by the risk
+    officer are admitted by the chart's default policy; the developer's approve is not."""
+    from aigate import kubectl_plugin
+
+    ns = policy_namespace
+    name = fresh(actors, ns)
+
+    def plugin(user: str, *command: str) -> int:
+        kubeconfig = cluster.info.user_kubeconfigs[user]
+        return kubectl_plugin.main(["--kubeconfig", kubeconfig, *command, name, "-n", ns, "--yes"])
+
+    with pytest.raises(ApiException) as refused:
+        plugin("developer", "approve")
+    assert refused.value.status == 403
+    assert "only members of" in refused.value.body
+    assert plugin("approver", "approve") == 0
+    assert plugin("risk-officer", "accept-risk", "--reference", "RISK-42") == 0
+    annotations = actors["admin"].custom.get_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, name
+    )["metadata"]["annotations"]
+    assert (annotations[APPROVED_BY], annotations[RISK_BY]) == ("approver", "risk-officer")
+    assert annotations[RISK] == "RISK-42"

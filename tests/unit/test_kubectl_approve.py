@@ -131,6 +131,8 @@ def obj(spec: AIDeploymentSpec, resource_version: str) -> dict:
 
 def args(**overrides) -> argparse.Namespace:
     values = {
+        "command": "approve",
+        "reference": "",
         "name": "fraud-scorer",
         "risk_acceptance": "RISK-1",
         "risk_accepted_by": "ciso@example.com",
@@ -187,3 +189,24 @@ def test_a_revision_given_on_the_command_line_must_be_the_specs():
     custom = FakeCustom(obj(V2, "10"))
     assert approve(custom, revision=compute_revision(V1)) == 1
     assert custom.patches == []
+
+
+def test_accept_risk_writes_only_the_risk_annotations_signed_as_you(capsys):
+    custom = FakeCustom(obj(V2, "10"), obj(V2, "11"))
+    assert approve(custom, command="accept-risk", reference="RISK-77", by="risk-officer") == 0
+    (patch,) = custom.patches
+    assert patch["metadata"]["annotations"] == {
+        gate.RISK_ACCEPTANCE: "RISK-77",
+        gate.RISK_ACCEPTED_BY: "risk-officer",
+    }
+    assert patch["metadata"]["resourceVersion"] == "11"
+    assert "accepted the risk of revision" in capsys.readouterr().out
+
+
+def test_approve_alone_writes_no_risk_annotations():
+    custom = FakeCustom(obj(V2, "10"), obj(V2, "11"))
+    assert approve(custom, risk_acceptance="", risk_accepted_by="") == 0
+    (patch,) = custom.patches
+    annotations = patch["metadata"]["annotations"]
+    assert gate.RISK_ACCEPTANCE not in annotations and gate.RISK_ACCEPTED_BY not in annotations
+    assert annotations[gate.APPROVED_BY] == "jane@example.com"
