@@ -15,6 +15,7 @@ import time
 import pytest
 from kubernetes import client
 
+from support.chart import bare_deployment
 from support.factories import image_for
 from support.kube import Aid
 from support.scenarios import NAME
@@ -119,30 +120,19 @@ def test_a_hand_made_deployment_with_an_owner_reference_is_never_adopted(
     created = aid.create(spec)  # not approved yet: aigate creates nothing
     wait_for(lambda: aid.phase() == "AwaitingApproval", timeout=TIMEOUT, what="AwaitingApproval")
     labels = {"aigate.dev/aideployment": NAME, "aigate.dev/track": "stable"}
-    forged = {
-        "metadata": {
-            "name": f"{NAME}-stable",
-            "labels": {**labels, "app.kubernetes.io/managed-by": "aigate"},
-            "annotations": {"aigate.dev/revision": v1},
-            "ownerReferences": [
-                {
-                    "apiVersion": "aigate.dev/v1alpha1",
-                    "kind": "AIDeployment",
-                    "name": NAME,
-                    "uid": created["metadata"]["uid"],
-                    "controller": True,
-                }
-            ],
+    forged = bare_deployment(
+        f"{NAME}-stable",
+        labels,
+        owner={
+            "apiVersion": "aigate.dev/v1alpha1",
+            "kind": "AIDeployment",
+            "name": NAME,
+            "uid": created["metadata"]["uid"],
+            "controller": True,
         },
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "server", "image": "evil:latest"}]},
-            },
-        },
-    }
+        image="evil:latest",
+    )
+    forged["metadata"]["annotations"] = {"aigate.dev/revision": v1}
     aid.apps.create_namespaced_deployment(namespace, forged)
     aid.annotate(approvals(v1))
     wait_for(lambda: aid.phase() == "Failed", timeout=TIMEOUT, what="Failed")

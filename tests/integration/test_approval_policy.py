@@ -21,6 +21,7 @@ from kubernetes.client.rest import ApiException
 
 from aigate.api.v1alpha1 import ApprovalRecord, RevisionSnapshot, RollbackState, RollbackTrigger
 from aigate.core.revision import compute_revision
+from support.chart import bare_deployment, render_chart
 from support.factories import spec_dict, spec_model
 from support.waiting import wait_for
 
@@ -104,7 +105,7 @@ class Actor:
         )
 
     def create_deployment(self, namespace: str, name: str, labels: dict[str, str]) -> str:
-        body = deployment(name, labels)
+        body = bare_deployment(name, labels)
         return self._call(lambda: self.apps.create_namespaced_deployment(namespace, body))
 
     def patch_deployment(self, namespace: str, name: str, patch: dict) -> str:
@@ -131,49 +132,18 @@ def dump(model) -> dict:
     return model.model_dump(mode="json", by_alias=True)
 
 
-def deployment(name: str, labels: dict[str, str], owner: dict | None = None) -> dict:
-    """A Deployment with no replicas (nothing to schedule) carrying `labels` everywhere."""
-    metadata: dict = {"name": name, "labels": labels}
-    if owner:
-        metadata["ownerReferences"] = [owner]
-    return {
-        "metadata": metadata,
-        "spec": {
-            "replicas": 0,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "server", "image": "model:1"}]},
-            },
-        },
-    }
-
-
 def render_policies(cluster, namespace: str) -> list[dict]:
     """The chart's policy documents, released into `namespace` (so the operator's default
     identity is system:serviceaccount:<namespace>:policytest-aigate)."""
-    rendered = subprocess.run(
-        [
-            str(cluster.bin / "helm"),
-            "template",
-            RELEASE,
-            str(ROOT / "charts" / "aigate"),
-            "-n",
-            namespace,
-            "--set",
-            "approvals.separationOfDuties=true",
-            "--set",
-            f"approvals.gitOpsUsers={{system:serviceaccount:{namespace}:gitops}}",
-            "--set",
-            f"approvals.namespaceSelector.matchLabels.aigate-policy-test={namespace}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [
-        d for d in yaml.safe_load_all(rendered) if d and "ValidatingAdmissionPolicy" in d["kind"]
-    ]
+    docs = render_chart(
+        cluster.bin,
+        "approvals.separationOfDuties=true",
+        f"approvals.gitOpsUsers={{system:serviceaccount:{namespace}:gitops}}",
+        f"approvals.namespaceSelector.matchLabels.aigate-policy-test={namespace}",
+        release=RELEASE,
+        namespace=namespace,
+    )
+    return [d for d in docs if "ValidatingAdmissionPolicy" in d["kind"]]
 
 
 def assert_type_checks(cluster, policy: str) -> None:
@@ -611,7 +581,7 @@ def test_a_deployment_with_a_hand_written_owner_reference_is_refused(actors, pol
         "uid": aid["metadata"]["uid"],
         "controller": True,
     }
-    body = deployment(f"{name}-stable", {OWNER_LABEL: name}, owner)
+    body = bare_deployment(f"{name}-stable", {OWNER_LABEL: name}, owner)
     denied = admin._call(lambda: admin.apps.create_namespaced_deployment(ns, body))
     assert ONLY_OPERATOR_CHILDREN in denied
 
@@ -622,7 +592,7 @@ def test_pods_carrying_aigate_labels_cannot_be_made_by_hand(actors, policy_names
     ns, admin = policy_namespace, actors["admin"]
     name = fresh(actors, ns)
     assert ONLY_OPERATOR_PODS in write_child_pod(admin, ns, name)
-    sneaky = deployment(f"{name}-sidecar", {"app": "sidecar"})
+    sneaky = bare_deployment(f"{name}-sidecar", {"app": "sidecar"})
     sneaky["spec"]["template"]["metadata"]["labels"][OWNER_LABEL] = name
     sneaky["spec"]["selector"] = {"matchLabels": {"app": "sidecar"}}
     denied = admin._call(lambda: admin.apps.create_namespaced_deployment(ns, sneaky))

@@ -13,6 +13,7 @@ import yaml
 from aigate import crdgen
 from aigate.core.revision import compute_revision
 from localcluster.operator import OperatorProcess
+from support.chart import render_chart
 from support.factories import approval_annotations, spec_model
 from support.kube import Aid
 from support.scenarios import NAME, ModelServers, plan
@@ -32,16 +33,7 @@ def helm(cluster, *args: str) -> str:
 
 
 def rendered(cluster, *sets: str) -> list[dict]:
-    out = helm(
-        cluster,
-        "template",
-        "aigate",
-        str(CHART),
-        "-n",
-        RELEASE_NAMESPACE,
-        *[arg for s in sets for arg in ("--set", s)],
-    )
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+    return render_chart(cluster.bin, *sets, namespace=RELEASE_NAMESPACE)
 
 
 def by_kind(docs: list[dict], kind: str) -> list[dict]:

@@ -9,7 +9,6 @@ binding selecting the namespace exist (docs/decisions/0009-fail-closed-without-p
 
 from __future__ import annotations
 
-import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import yaml
 
 from aigate.core.revision import compute_revision
 from localcluster.operator import OperatorProcess
+from support.chart import render_chart
 from support.factories import approval_annotations, spec_dict, spec_model
 from support.kube import Aid
 from support.waiting import holds_for, wait_for
@@ -29,24 +29,13 @@ RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "Ro
 
 
 def render(cluster, namespace: str) -> list[dict]:
-    out = subprocess.run(
-        [
-            str(cluster.bin / "helm"),
-            "template",
-            RELEASE,
-            str(ROOT / "charts" / "aigate"),
-            "-n",
-            RELEASE_NAMESPACE,
-            "--set",
-            f"watchNamespaces={{{namespace}}}",
-            "--set",
-            f"approvals.namespaceSelector.matchLabels.aigate-failclosed={namespace}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
+    return render_chart(
+        cluster.bin,
+        f"watchNamespaces={{{namespace}}}",
+        f"approvals.namespaceSelector.matchLabels.aigate-failclosed={namespace}",
+        release=RELEASE,
+        namespace=RELEASE_NAMESPACE,
+    )
 
 
 def apply(cluster, path: Path, docs: list[dict]) -> Path:

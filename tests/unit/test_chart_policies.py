@@ -4,25 +4,19 @@ Uses the cached helm binary; no cluster."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from support.chart import render_chart
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "aigate"
 POLICIES = ("aigate-approvals", "aigate-status", "aigate-children")
 
 
 def render(binaries: Path, *sets: str) -> list[dict]:
-    out = subprocess.run(
-        [str(binaries / "helm"), "template", "aigate", str(CHART), "-n", "aigate-system"]
-        + [arg for s in sets for arg in ("--set", s)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
+    return render_chart(binaries, *sets)
 
 
 def policies(docs: list[dict]) -> dict[str, dict]:
