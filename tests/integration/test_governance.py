@@ -366,3 +366,33 @@ def test_approvals_written_by_a_gitops_controller_are_recorded_as_asserted_throu
     assert approval["writtenBy"] == "argocd-controller"
     assert approval["assertedThroughGit"] is True
     assert any("asserted through Git" in m for m in aid.event_messages("Approved"))
+
+
+def test_raising_approval_ttl_does_not_revive_an_expired_approval(api_client, namespace):
+    """approvalTTL is inside the revision: raising it to make an old approval valid again
+    changes the revision the approval names, so it stays refused (issue 8)."""
+    spec = spec_dict()
+    spec["governance"] = {"approvalTTL": "1m"}
+    aid = make(api_client, namespace, spec)
+    old = approve(aid, approved_at=datetime.now(UTC) - timedelta(minutes=10))
+    wait_for(
+        lambda: (
+            "expired: expected an approval younger than approvalTTL 1m"
+            in aid.condition("Authorized").get("message", "")
+        ),
+        timeout=TIMEOUT,
+        what="the approval refused as expired",
+    )
+    aid.patch({"spec": {"governance": {"approvalTTL": "2160h"}}})
+    wait_for(
+        lambda: aid.status().get("revision") not in ("", old),
+        timeout=TIMEOUT,
+        what="a new revision for the longer approvalTTL",
+    )
+    message = wait_for(
+        lambda: (m := aid.condition("Authorized").get("message", "")) and old in m and m,
+        timeout=TIMEOUT,
+        what="the refusal naming the approved revision against the new one",
+    )
+    assert "approved-revision" in message
+    assert aid.phase() == "AwaitingApproval" and not aid.deployments()
