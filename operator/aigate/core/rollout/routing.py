@@ -32,22 +32,9 @@ def route(d: Draft) -> Route:
     s, sit = d.status, d.sit
     if sit.spec is None:
         return Route("Failed", "InvalidSpec", f"spec is invalid: {d.inputs.spec_error}")
-    conflicts = d.inputs.observed.conflicts
-    if conflicts:
-        return Route(
-            "Failed",
-            "ChildConflict",
-            f"{', '.join(conflicts)} already exist(s) and aigate did not create them; it will "
-            f"not touch them: rename this AIDeployment or remove them",
-        )
-    if s.serving is None and sit.stable is not None and record_of(s.children, "stable") is None:
-        return Route(
-            "Failed",
-            "ChildConflict",
-            f"Deployment {d.inputs.name}-stable exists but aigate has no record of creating "
-            f"it or of what it serves; it will not touch it: remove it (aigate then deploys "
-            f"the approved revision) or rename this AIDeployment",
-        )
+    conflict = _child_conflict(d)
+    if conflict is not None:
+        return conflict
     error = s.apply_error
     if (
         error is not None
@@ -89,6 +76,27 @@ def route(d: Draft) -> Route:
         f"rolling out version {version} (revision {sit.revision}) through "
         f"{len(sit.spec.rollout.stages)} stage(s) beside version {s.serving.version}",
     )
+
+
+def _child_conflict(d: Draft) -> Route | None:
+    """Objects with aigate's child names that aigate did not create: never touched."""
+    conflicts, s = d.inputs.observed.conflicts, d.status
+    if conflicts:
+        return Route(
+            "Failed",
+            "ChildConflict",
+            f"{', '.join(conflicts)} already exist(s) and aigate did not create them; it will "
+            f"not touch them: rename this AIDeployment or remove them",
+        )
+    if s.serving is None and d.sit.stable is not None and record_of(s.children, "stable") is None:
+        return Route(
+            "Failed",
+            "ChildConflict",
+            f"Deployment {d.inputs.name}-stable exists but aigate has no record of creating "
+            f"it or of what it serves; it will not touch it: remove it (aigate then deploys "
+            f"the approved revision) or rename this AIDeployment",
+        )
+    return None
 
 
 def serving_text(d: Draft) -> str:
