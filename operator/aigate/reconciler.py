@@ -205,7 +205,7 @@ async def _apply_all(
     written: dict[str, Any] = {}
     try:
         for action in decision.actions:
-            child = _track(action)
+            child = rollout.action_track(action)
             try:
                 written[child] = await _act(kube, owner, model_name, action, observed, status)
             except RejectedError as error:
@@ -234,6 +234,11 @@ async def _record_children(
     records: dict[str, Any] = dict(written)
     if status.children is None:
         records["legacy"] = True  # the other children keep their takeover until recorded
+    await _patch_children(kube, owner, records)
+
+
+async def _patch_children(kube: KubeAdapter, owner: Owner, records: dict[str, Any]) -> None:
+    """A merge patch of status.children: the children not named keep their records."""
     await asyncio.to_thread(
         kube.patch_status, owner.namespace, owner.name, None, {"children": records}
     )
@@ -261,14 +266,10 @@ def _write_mode(child: Child, observed: rollout.Observed, status: AIDeploymentSt
     return "apply" if record is not None and record.uid else "create"
 
 
-def _track(action: rollout.Action) -> Child:
-    return "service" if isinstance(action, rollout.ApplyService) else action.track
-
-
 def _apply_error(
     status: AIDeploymentStatus, generation: int, action: rollout.Action, message: str, at: datetime
 ) -> ApplyError:
-    track = _track(action)
+    track = rollout.action_track(action)
     now_iso = format_rfc3339(at)
     previous = status.apply_error
     same = previous is not None and (previous.phase, previous.track) == (status.phase, track)
@@ -347,43 +348,19 @@ async def _act(
             kube.delete, owner.namespace, deployment_name(owner.name, action.track)
         )
         return None
-    if isinstance(action, rollout.ApplyService):
-        manifest = build_service(owner, port=action.port, target_port=action.target_port)
-    else:
-        manifest = build_deployment(
-            owner,
-            action.track,
-            model_name=model_name,
-            version=action.version,
-            revision=action.revision,
-            template=action.template,
-            replicas=action.replicas,
-        )
-    child = _track(action)
+    child = rollout.action_track(action)
     mode = _write_mode(child, observed, status)
     if mode == "create":
         # Written first, so that a crash between the create and its record leaves a trace
         # that lets the next reconcile take the object as its own (core/children.claim).
-        creating = getattr(action, "revision", "") if child != "service" else "service"
-        await asyncio.to_thread(
-            kube.patch_status,
-            owner.namespace,
-            owner.name,
-            None,
-            {"children": {child: {"creating": creating, "uid": ""}}},
-        )
+        creating = action.revision if child != "service" else "service"
+        await _patch_children(kube, owner, {child: {"creating": creating, "uid": ""}})
     try:
-        stored = await asyncio.to_thread(kube.write, manifest, mode)
+        stored = await asyncio.to_thread(kube.write, _manifest(owner, model_name, action), mode)
     except NameTakenError:
         if mode == "create":
             # Not created by aigate: the marker goes, so the object is never taken over.
-            await asyncio.to_thread(
-                kube.patch_status,
-                owner.namespace,
-                owner.name,
-                None,
-                {"children": {child: {"creating": ""}}},
-            )
+            await _patch_children(kube, owner, {child: {"creating": ""}})
         raise
     return {
         "uid": stored["metadata"]["uid"],
@@ -391,6 +368,22 @@ async def _act(
         "creating": "",
         "driftNoted": "",
     }
+
+
+def _manifest(
+    owner: Owner, model_name: str, action: rollout.ApplyDeployment | rollout.ApplyService
+) -> dict[str, Any]:
+    if isinstance(action, rollout.ApplyService):
+        return build_service(owner, port=action.port, target_port=action.target_port)
+    return build_deployment(
+        owner,
+        action.track,
+        model_name=model_name,
+        version=action.version,
+        revision=action.revision,
+        template=action.template,
+        replicas=action.replicas,
+    )
 
 
 def _model_name(spec: AIDeploymentSpec | None, status: AIDeploymentStatus) -> str:

@@ -6,13 +6,13 @@ Prometheus. Timings are short (1 s interval, 3 s stages) but every wait is on a 
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from aigate.core.revision import compute_revision
+from support.background import Background
 from support.factories import approval_annotations, spec_model
 from support.kube import Aid
 from support.scenarios import HEALTHY, NAME, ModelServers, plan
@@ -56,30 +56,21 @@ def roll_out_v2(cluster, aid: Aid, **kwargs) -> str:
     return approve(aid, spec)
 
 
-class StableWatch:
+class StableWatch(Background):
     """Samples the stable track's Ready pods in the background for the whole rollout."""
 
     def __init__(self, aid: Aid) -> None:
+        super().__init__()
         self.aid = aid
         self.minimum: int | None = None
         self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self.stopping:
             ready = len(self.aid.ready_pods("stable"))
             self.minimum = ready if self.minimum is None else min(self.minimum, ready)
             self.samples += 1
             time.sleep(0.2)
-
-    def __enter__(self) -> StableWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
 
 def phase_is(aid: Aid, phase: str):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 import urllib.request
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from aigate.core.revision import compute_revision
 from support import kstatus
 from support.argocd import PHASE_HEALTH, evaluate, expected_message, generation_observed
+from support.background import Background
 from support.factories import approval_annotations, spec_model
 from support.kube import GROUP, PLURAL, VERSION, Aid
 from support.scenarios import HEALTHY, NAME, ModelServers, plan
@@ -62,17 +62,18 @@ FLUX_EXPECTED = {
 }
 
 
-class Recorder:
+class Recorder(Background):
     """Every version of one AIDeployment the API server serves, from a watch."""
 
+    JOIN_TIMEOUT = 30.0
+
     def __init__(self, api_client: client.ApiClient, namespace: str, name: str) -> None:
+        super().__init__()
         self.custom = client.CustomObjectsApi(api_client)
         self.namespace = namespace
         self.name = name
         self.objects: list[dict[str, Any]] = []
         self.errors: list[BaseException] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
         # Listing first gives the resourceVersion just before the test's writes.
         listed = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
         self._version = listed["metadata"]["resourceVersion"]
@@ -80,7 +81,7 @@ class Recorder:
     def _run(self) -> None:
         # Short server-side timeouts, resumed from the last version seen: the thread notices
         # a stop within seconds and no event between two streams is lost.
-        while not self._stop.is_set():
+        while not self.stopping:
             try:
                 for event in watch.Watch().stream(
                     self.custom.list_namespaced_custom_object,
@@ -97,17 +98,12 @@ class Recorder:
                     if event["type"] in ("ADDED", "MODIFIED"):
                         self.objects.append(copy.deepcopy(obj))
             except Exception as error:  # recorded: a gap would make the record incomplete
-                if not self._stop.is_set():
+                if not self.stopping:
                     self.errors.append(error)
                 return
 
-    def __enter__(self) -> Recorder:
-        self._thread.start()
-        return self
-
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
+        super().__exit__(*exc)
         assert not self._thread.is_alive(), "watch did not stop"
 
 

@@ -12,9 +12,6 @@ API server stored (a watch) or on samples taken in the background.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from aigate.core.gate import parse_rfc3339
 from aigate.core.requests import value_digest
 from aigate.core.revision import compute_revision, short
+from support.background import Background, Sampler
 from support.factories import approval_annotations, image_for, spec_model
 from support.kube import GROUP, PLURAL, VERSION, Aid
 from support.scenarios import HEALTHY, NAME, ModelServers, plan
@@ -152,19 +150,18 @@ def to_the_second(moment: datetime) -> datetime:
 # ---- background observers --------------------------------------------------------------------
 
 
-class StatusStream:
+class StatusStream(Background):
     """Every status the API server stored for the AIDeployment, in order, from a watch."""
 
     def __init__(self, aid: Aid) -> None:
+        super().__init__()
         self.aid = aid
         self.statuses: list[tuple[datetime, dict[str, Any]]] = []
         self.gaps = 0  # watches that had to restart from the current state (410 Gone)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         version = None
-        while not self._stop.is_set():
+        while not self.stopping:
             options: dict[str, Any] = {
                 "field_selector": f"metadata.name={self.aid.name}",
                 "timeout_seconds": 2,
@@ -183,50 +180,15 @@ class StatusStream:
                     body = event["object"]
                     version = body["metadata"]["resourceVersion"]
                     self.statuses.append((datetime.now(UTC), body.get("status") or {}))
-                    if self._stop.is_set():
+                    if self.stopping:
                         break
             except ApiException as error:
                 if error.status != 410:
                     raise
                 version, self.gaps = None, self.gaps + 1
 
-    def __enter__(self) -> StatusStream:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
     def since(self, moment: datetime) -> list[dict[str, Any]]:
         return [status for seen, status in self.statuses if seen >= moment]
-
-
-class Sampler:
-    """Calls probe every 0.2 s in the background and keeps what it returns."""
-
-    def __init__(self, probe: Callable[[], Any]) -> None:
-        self.probe = probe
-        self.samples: list[Any] = []
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.samples.append(self.probe())
-            except ApiException as error:  # a slow API server: note it, keep sampling
-                self.error = error
-            time.sleep(0.2)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
 
 # ---- a. a new revision during a promotion ----------------------------------------------------

@@ -224,7 +224,7 @@ class World:
                 return  # a 5xx: the reconcile ends, nothing recorded
             if (
                 faults.reject_next_apply
-                and faults.reject_track in ("", _track(action))
+                and faults.reject_track in ("", rollout.action_track(action))
                 and (not isinstance(action, rollout.DeleteDeployment))
             ):
                 if not refused:
@@ -234,7 +234,7 @@ class World:
             self._apply(action)
             self.applied.append(action)
             error = self.status.apply_error
-            cleared = cleared or (error is not None and error.track == _track(action))
+            cleared = cleared or (error is not None and error.track == rollout.action_track(action))
         if cleared and not refused:
             status = self.status.model_copy(deep=True)
             status.apply_error = None
@@ -244,13 +244,13 @@ class World:
         previous = self.status.apply_error
         same = previous is not None and (previous.phase, previous.track) == (
             self.status.phase,
-            _track(action),
+            rollout.action_track(action),
         )
         status = self.status.model_copy(deep=True)
         status.apply_error = ApplyError(
             generation=self.generation,
             phase=self.status.phase,
-            track=_track(action),
+            track=rollout.action_track(action),
             message=message,
             attempts=previous.attempts + 1 if same and previous else 1,
             last_at=format_rfc3339(self.now),
@@ -279,7 +279,7 @@ class World:
         """As the reconciler does after each write: status.children names what aigate wrote."""
         status = self.status.model_copy(deep=True)
         records = status.children or ChildRecords()
-        track = _track(action)
+        track = rollout.action_track(action)
         if isinstance(action, rollout.DeleteDeployment):
             setattr(records, track, None)
         else:
@@ -336,10 +336,6 @@ class World:
 
     def history(self) -> list:
         return [h for d in self.decisions for h in d.new_history]
-
-
-def _track(action: rollout.Action) -> str:
-    return "service" if isinstance(action, rollout.ApplyService) else getattr(action, "track", "")
 
 
 # ---- a standard plan and worlds built on it ----------------------------------------------

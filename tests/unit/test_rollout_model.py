@@ -32,7 +32,6 @@ from aigate.core.requests import Request
 from aigate.core.revision import compute_revision
 from aigate.core.rollout import table
 from aigate.core.rollout.draft import Draft
-from aigate.core.rollout.effects import action_track
 from aigate.core.rollout.situation import classify
 from aigate.core.verdict import QueryOutcome, judge
 from support.factories import approval_annotations, approved_for
@@ -490,7 +489,7 @@ class RolloutModel(RuleBasedStateMachine):
         by the same decision, unless a refused write of it is backing off; each drifted
         content is reported once."""
         inputs = self.world.last_inputs
-        touched = {action_track(a) for a in decision.actions}
+        touched = {rollout.action_track(a) for a in decision.actions}
         error = inputs.status.apply_error
         for drift in inputs.observed.drift:
             backing_off = error is not None and error.track == drift.child

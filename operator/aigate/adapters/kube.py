@@ -175,12 +175,7 @@ class KubeAdapter:
     ) -> Claim:
         if raw is None:
             return Claim(ours=False)
-        live = live_child(raw, child, kind)
-        claimed = claim(live, records, owner.uid, known_revisions)
-        deleting = bool(raw["metadata"].get("deletionTimestamp"))
-        if deleting and not claimed.ours and _own_canary_going(live, records, owner):
-            return Claim(ours=True)  # the canary aigate deleted (its record went with it)
-        return claimed
+        return claim(live_child(raw, child, kind), records, owner.uid, known_revisions)
 
     def _read(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
         read = {
@@ -230,10 +225,6 @@ class KubeAdapter:
             raise _translate(error, f"{mode} {kind} {namespace}/{name}") from error
         return json.loads(response.data)
 
-    def apply(self, manifest: dict[str, Any]) -> None:
-        """Server-side apply (kept for tools and tests that set up objects)."""
-        self.write(manifest, "apply")
-
     def delete(self, namespace: str, name: str) -> None:
         """Deletes a Deployment we own; its pods go first (foreground), so "gone" means gone."""
         try:
@@ -255,18 +246,6 @@ class KubeAdapter:
         return base64.b64decode(data[key]).decode()
 
 
-def _own_canary_going(live: LiveChild, records: ChildRecords | None, owner: Owner) -> bool:
-    """A canary being deleted with no record is the one aigate deleted (deleting clears its
-    record): waited for until it is gone. Anything else being deleted is claimed like any
-    object, so a deletion held by someone's finalizer hides no edit."""
-    return (
-        live.child == "canary"
-        and records is not None
-        and records.canary is None
-        and live.controller_uid == owner.uid
-    )
-
-
 def live_child(raw: dict[str, Any], child: Child, kind: str) -> LiveChild:
     metadata = raw.get("metadata") or {}
     controller = next((r for r in metadata.get("ownerReferences") or [] if r.get("controller")), {})
@@ -279,6 +258,7 @@ def live_child(raw: dict[str, Any], child: Child, kind: str) -> LiveChild:
         revision=str((metadata.get("annotations") or {}).get(LABEL_REVISION, "")),
         digest=content_digest(raw),
         changed_fields=changed_fields(metadata.get("managedFields") or ()),
+        deleting=bool(metadata.get("deletionTimestamp")),
     )
 
 

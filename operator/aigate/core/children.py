@@ -35,6 +35,7 @@ class LiveChild:
     revision: str  # aigate.dev/revision annotation
     digest: str  # content_digest of the object
     changed_fields: tuple[str, ...] = ()  # fields other clients wrote (from managedFields)
+    deleting: bool = False  # metadata.deletionTimestamp is set
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,9 @@ def claim(
     Ours: its UID is the recorded one. Also taken (and re-applied whole, since nothing says
     what aigate last wrote) when aigate's own ownerReference is on it and either the record
     says aigate was creating exactly this revision (a crash between the create and the
-    record) or the status predates records and names this revision. Anything else is a
-    conflict: aigate never touches it."""
+    record) or the status predates records and names this revision. The canary aigate
+    itself deleted is waited for while it goes. Anything else is a conflict: aigate never
+    touches it."""
     record = record_of(records, live.child)
     if record is not None and record.uid and record.uid == live.uid:
         if record.digest and record.digest == live.digest:
@@ -150,6 +152,8 @@ def claim(
         return Claim(ours=True, drift=_drift(live, recorded=bool(record.digest)))
     if live.controller_uid == owner_uid and _was_creating(live, record, records, known_revisions):
         return Claim(ours=True, drift=_drift(live, recorded=False))
+    if live.deleting and _own_canary_going(live, records, owner_uid):
+        return Claim(ours=True)  # the canary aigate deleted (its record went with it)
     created = f"; aigate created uid {record.uid}" if record is not None and record.uid else ""
     return Claim(
         ours=False,
@@ -171,6 +175,18 @@ def _was_creating(
     # The Service carries no revision: in a status that names what it deployed, it is the
     # Service of those revisions.
     return live.child == "service" or live.revision in known_revisions
+
+
+def _own_canary_going(live: LiveChild, records: ChildRecords | None, owner_uid: str) -> bool:
+    """A canary being deleted with no record is the one aigate deleted (deleting clears its
+    record): waited for until it is gone. Anything else being deleted is claimed like any
+    object, so a deletion held by someone's finalizer hides no edit."""
+    return (
+        live.child == "canary"
+        and records is not None
+        and records.canary is None
+        and live.controller_uid == owner_uid
+    )
 
 
 def _drift(live: LiveChild, *, recorded: bool) -> Drift:

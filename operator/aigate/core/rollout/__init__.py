@@ -21,6 +21,7 @@ from aigate.core.rollout.model import (
     Inputs,
     Observed,
     WorkloadState,
+    action_track,
 )
 from aigate.core.rollout.table import TRANSITIONS, UndeclaredTransitionError
 
@@ -39,6 +40,7 @@ __all__ = [
     "Observed",
     "UndeclaredTransitionError",
     "WorkloadState",
+    "action_track",
     "canary_replicas",
     "decide",
     "measurement_plan",

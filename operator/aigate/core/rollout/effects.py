@@ -19,6 +19,7 @@ from aigate.api.v1alpha1 import (
     RolloutState,
 )
 from aigate.core import analysis as an
+from aigate.core.children import CHILDREN, record_of
 from aigate.core.gate import format_rfc3339, parse_rfc3339
 from aigate.core.requests import Request
 from aigate.core.rollout.draft import Draft
@@ -29,6 +30,7 @@ from aigate.core.rollout.model import (
     ApplyDeployment,
     ApplyService,
     DeleteDeployment,
+    action_track,
 )
 from aigate.core.rollout.snapshots import service_of, template_of
 
@@ -47,11 +49,6 @@ def back_off(d: Draft, error: ApplyError) -> None:
     if remaining > 0:
         d.actions = [a for a in d.actions if action_track(a) != error.track]
     d.requeue = max(REQUEUE_NOW, min(delay, remaining if remaining > 0 else REQUEUE_NOW))
-
-
-def action_track(action: object) -> str:
-    """The child an action writes: stable, canary or service."""
-    return "service" if isinstance(action, ApplyService) else str(getattr(action, "track", ""))
 
 
 def canary_replicas(replicas: int, weight: int) -> int:
@@ -98,8 +95,8 @@ def note_drift(d: Draft) -> None:
     records = d.status.children
     if records is None:
         return
-    for child in ("stable", "canary", "service"):
-        record = getattr(records, child)
+    for child in CHILDREN:
+        record = record_of(records, child)
         drift = d.inputs.observed.drift_of(child)
         if record is None:
             continue

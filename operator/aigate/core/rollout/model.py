@@ -109,6 +109,11 @@ class ApplyService:
 Action = ApplyDeployment | DeleteDeployment | ApplyService
 
 
+def action_track(action: Action) -> Child:
+    """The child an action writes: stable, canary or service."""
+    return "service" if isinstance(action, ApplyService) else action.track
+
+
 @dataclass(frozen=True)
 class Event:
     type: Literal["Normal", "Warning"]
