@@ -57,6 +57,11 @@ PROMETHEUS_QUERY_SECONDS = Histogram(
     "Time of one analysis query to Prometheus, whatever its outcome",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+PROMETHEUS_QUERIES_SHARED = Counter(
+    "aigate_prometheus_queries_shared_total",
+    "Analysis queries answered by an identical query (same endpoint, query and pinned "
+    "instant) asked by another resource, instead of asking Prometheus again",
+)
 QUERY_ERROR_KINDS = ("timeout", "unreachable", "tls", "http", "unreadable")
 PROMETHEUS_QUERY_ERRORS = Counter(
     "aigate_prometheus_query_errors_total",

@@ -325,7 +325,7 @@ async def _measure(
         return Measurements.of(
             plan, tuple(MetricResult(q.metric, q.query, failed) for q in plan.queries)
         )
-    return await asyncio.to_thread(prometheus.measure, plan, prometheus_spec, credentials)
+    return await prometheus.measure_async(plan, prometheus_spec, credentials)
 
 
 async def _secret_value(kube: KubeAdapter, namespace: str, ref: SecretKeyRef | None) -> str:
