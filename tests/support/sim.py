@@ -183,7 +183,15 @@ class World:
         if plan is not None:
             outcomes = tuple(self.outcome(plan.track, q.metric, plan.at) for q in plan.queries)
             results = tuple(
-                MetricResult(q.metric, q.query, o)
+                MetricResult(
+                    q.metric,
+                    q.query,
+                    o,
+                    baseline=self.outcome("stable", q.metric, plan.at)
+                    if q.baseline_query
+                    else None,
+                    baseline_query=q.baseline_query or "",
+                )
                 for q, o in zip(plan.queries, outcomes, strict=True)
             )
             self.plans.append(plan)

@@ -386,17 +386,10 @@ def test_canary_replica_rounding(replicas, weight, expected):
 
 
 def test_query_templating_escapes_values():
-    from aigate.core.analysis import plan_queries
+    from aigate.core.analysis import Subject, plan_queries
 
     spec = plan_spec()
-    (query, _) = plan_queries(
-        spec.rollout.analysis,
-        name='a"}or{x="',
-        namespace="n",
-        revision="r",
-        version="v",
-        track="canary",
-    )
+    (query, _) = plan_queries(spec.rollout.analysis, Subject('a"}or{x="', "n", "r", "v", "canary"))
     assert query.query == 'err{app="a\\"}or{x=\\"",track="canary"}'
 
 

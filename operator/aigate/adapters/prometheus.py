@@ -82,7 +82,21 @@ def measure(plan: MeasurementPlan, spec: PrometheusSpec, credentials: Credential
     for planned in plan.queries:
         outcome = connection.query(planned.query, at, timeout)
         guard = connection.query(planned.guard_query, at, timeout) if planned.guard_query else None
-        results.append(MetricResult(planned.metric, planned.query, outcome, guard))
+        baseline = (
+            connection.query(planned.baseline_query, at, timeout)
+            if planned.baseline_query
+            else None
+        )
+        results.append(
+            MetricResult(
+                planned.metric,
+                planned.query,
+                outcome,
+                guard,
+                baseline,
+                planned.baseline_query or "",
+            )
+        )
     return Measurements.of(plan, tuple(results))
 
 

@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 from kube_custom_resource import CustomResource, schema
 from pydantic import ConfigDict, Field, model_validator
 
-from aigate.api.durations import DURATION_PATTERN, cel_bounds, check_bounds
+from aigate.api.durations import DURATION_PATTERN, cel_bounds, check_bounds, parse_duration
 
 GROUP = "aigate.dev"
 VERSION = "v1alpha1"
@@ -59,10 +59,11 @@ class _BoundedDurations(schema.BaseModel):
     the same check in Python. Zero or absurd durations never reach a reconcile."""
 
     DURATION_BOUNDS: ClassVar[dict[str, tuple[str, str]]] = {}
+    CEL_RULES: ClassVar[list[dict[str, str]]] = []  # further rules on the whole object
     model_config = ConfigDict(
         json_schema_extra=lambda schema_, model: schema_.setdefault(
             "x-kubernetes-validations", []
-        ).extend(model.duration_rules())
+        ).extend([*model.duration_rules(), *model.CEL_RULES])
     )
 
     @model_validator(mode="after")
@@ -204,10 +205,23 @@ class MetricSpec(schema.BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                _cel("has(self.min) || has(self.max)", "a metric needs min, max or both"),
+                _cel(
+                    "has(self.min) || has(self.max) || has(self.compareTo)",
+                    "a metric needs min, max or compareTo",
+                ),
                 _cel(
                     "!has(self.min) || !has(self.max) || self.min <= self.max",
                     "min must not exceed max",
+                ),
+                _cel(
+                    "!has(self.compareTo) || has(self.maxRatio) || has(self.maxDifference) "
+                    "|| has(self.minRatio) || has(self.minDifference)",
+                    "compareTo needs maxRatio, maxDifference, minRatio or minDifference",
+                ),
+                _cel(
+                    "has(self.compareTo) || !(has(self.maxRatio) || has(self.maxDifference) "
+                    "|| has(self.minRatio) || has(self.minDifference))",
+                    "maxRatio, maxDifference, minRatio and minDifference need compareTo: stable",
                 ),
             ]
         }
@@ -232,6 +246,48 @@ class MetricSpec(schema.BaseModel):
         description="Verdict when Prometheus is unreachable or errors, or the query returns several series or ±Inf. Never a pass.",
     )
     traffic_guard: schema.Optional[TrafficGuard] = None
+    compare_to: schema.Optional[Literal["stable"]] = Field(
+        None,
+        description="Baseline-relative: during canary stages the same query is also run for "
+        "the stable track at the same instant and the canary is compared with it "
+        "(inconclusive when either side has no data). Not applied in the post-promotion "
+        "watch, where there is no other track; a metric with only relative bounds is not "
+        "measured there.",
+    )
+    max_ratio: schema.Optional[float] = Field(
+        None, ge=0, description="Pass when canary <= maxRatio x stable."
+    )
+    max_difference: schema.Optional[float] = Field(
+        None, description="Pass when canary - stable <= maxDifference."
+    )
+    min_ratio: schema.Optional[float] = Field(
+        None, ge=0, description="Pass when canary >= minRatio x stable."
+    )
+    min_difference: schema.Optional[float] = Field(
+        None, description="Pass when canary - stable >= minDifference (may be negative)."
+    )
+
+    @model_validator(mode="after")
+    def _bounds_make_sense(self) -> MetricSpec:
+        """The CEL rules above, for a spec that reached the operator without the CRD's
+        validation: a metric without any bound would pass whatever it measured."""
+        relative = (self.max_ratio, self.max_difference, self.min_ratio, self.min_difference)
+        has_relative = any(bound is not None for bound in relative)
+        if has_relative and not self.compare_to:
+            raise ValueError(
+                "maxRatio, maxDifference, minRatio and minDifference need compareTo: stable"
+            )
+        if not (self.has_absolute_bounds() or self.compare_to):
+            raise ValueError("a metric needs min, max or compareTo")
+        if self.compare_to and not has_relative:
+            raise ValueError("compareTo needs maxRatio, maxDifference, minRatio or minDifference")
+        return self
+
+    def is_relative(self) -> bool:
+        return self.compare_to is not None
+
+    def has_absolute_bounds(self) -> bool:
+        return self.min is not None or self.max is not None
 
 
 class AnalysisSpec(_BoundedDurations):
@@ -287,8 +343,22 @@ class PostPromotionSpec(_BoundedDurations):
     )
 
 
+WATCH_NEEDS_ABSOLUTE = (
+    "postPromotion.monitorFor needs at least one metric with min or max: compareTo bounds "
+    "have no stable track to compare with after promotion"
+)
+
+
 class RolloutSpec(_BoundedDurations):
     DURATION_BOUNDS: ClassVar[dict[str, tuple[str, str]]] = {"progressDeadline": ("1s", "24h")}
+    CEL_RULES: ClassVar[list[dict[str, str]]] = [
+        _cel(
+            "!has(self.postPromotion) || !has(self.postPromotion.monitorFor) || "
+            "duration(self.postPromotion.monitorFor) == duration('0s') || "
+            "self.analysis.metrics.exists(m, has(m.min) || has(m.max))",
+            WATCH_NEEDS_ABSOLUTE,
+        )
+    ]
 
     progress_deadline: Duration = Field(
         "10m", description="Canary pods not Ready within this time trigger a rollback."
@@ -314,6 +384,13 @@ class RolloutSpec(_BoundedDurations):
     )
     analysis: AnalysisSpec
     post_promotion: PostPromotionSpec = Field(default_factory=PostPromotionSpec)
+
+    @model_validator(mode="after")
+    def _watch_has_absolute_metric(self) -> RolloutSpec:
+        watching = parse_duration(self.post_promotion.monitor_for).total_seconds() > 0
+        if watching and not any(m.has_absolute_bounds() for m in self.analysis.metrics):
+            raise ValueError(WATCH_NEEDS_ABSOLUTE)
+        return self
 
 
 class AIDeploymentSpec(schema.BaseModel):
@@ -369,8 +446,9 @@ class ChildRecord(schema.BaseModel):
 
 class ChildRecords(schema.BaseModel):
     legacy: bool = Field(
-        False, description="Started from a status written before child records: children of "
-        "the revisions it names are taken over until each is recorded."
+        False,
+        description="Started from a status written before child records: children of "
+        "the revisions it names are taken over until each is recorded.",
     )
     stable: schema.Optional[ChildRecord] = None
     canary: schema.Optional[ChildRecord] = None
@@ -407,6 +485,10 @@ class MeasurementRecord(schema.BaseModel):
     verdict: Verdict
     reason: str = ""
     time: str = Field(..., description="The evaluation time the query was pinned to.")
+    baseline_query: str = Field(
+        "", description="compareTo: the stable track's query as sent, at the same instant."
+    )
+    baseline_value: str = Field("", description="compareTo: the stable track's value read.")
 
 
 class MetricCounters(schema.BaseModel):
@@ -483,6 +565,7 @@ class RollbackTrigger(schema.BaseModel):
     metric: str = ""
     value: str = ""
     threshold: str = ""
+    baseline_value: str = Field("", description="compareTo: the stable track's value then.")
     request: str = ""
 
 

@@ -51,6 +51,7 @@ class PlannedQuery:
     metric: str
     query: str
     guard_query: str | None
+    baseline_query: str | None = None  # compareTo: the same query for the stable track
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class MetricResult:
     query: str
     outcome: QueryOutcome
     guard: QueryOutcome | None = None
+    baseline: QueryOutcome | None = None
+    baseline_query: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,16 +98,46 @@ class Measurements:
         )
 
 
+@dataclass(frozen=True)
+class Subject:
+    """What a query's placeholders are filled with: one track's pods."""
+
+    name: str
+    namespace: str
+    revision: str
+    version: str
+    track: str
+
+    def values(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "namespace": self.namespace,
+            "revision": short(self.revision),  # as the pods' aigate.dev/revision label has it
+            "version": self.version,
+            "track": self.track,
+        }
+
+
+def relative_applies(track: str) -> bool:
+    """compareTo bounds apply while a canary runs beside the stable track."""
+    return track == "canary"
+
+
+def measured_metrics(analysis: AnalysisSpec, track: str) -> list[MetricSpec]:
+    """The metrics measured on `track`: in the post-promotion watch (stable track) a metric
+    with only relative bounds has nothing to compare with and is left out."""
+    if relative_applies(track):
+        return list(analysis.metrics)
+    return [m for m in analysis.metrics if m.has_absolute_bounds()]
+
+
 def plan_queries(
-    analysis: AnalysisSpec, *, name: str, namespace: str, revision: str, version: str, track: str
+    analysis: AnalysisSpec, subject: Subject, baseline: Subject | None = None
 ) -> tuple[PlannedQuery, ...]:
-    values = {
-        "name": name,
-        "namespace": namespace,
-        "revision": short(revision),  # as the pods' aigate.dev/revision label carries it
-        "version": version,
-        "track": track,
-    }
+    """The queries for `subject`, and for compareTo metrics the same query for `baseline`
+    (the stable track) while a canary runs."""
+    values = subject.values()
+    relative = relative_applies(subject.track) and baseline is not None
     return tuple(
         PlannedQuery(
             metric=metric.name,
@@ -112,8 +145,13 @@ def plan_queries(
             guard_query=(
                 render_query(metric.traffic_guard.query, values) if metric.traffic_guard else None
             ),
+            baseline_query=(
+                render_query(metric.query, baseline.values())
+                if relative and baseline is not None and metric.is_relative()
+                else None
+            ),
         )
-        for metric in analysis.metrics
+        for metric in measured_metrics(analysis, subject.track)
     )
 
 
@@ -134,21 +172,24 @@ def record_measurements(
     happen) count as inconclusive: absence is never a pass."""
     state = state.model_copy(deep=True)
     by_metric = {result.metric: result for result in measurements.results}
+    relative = relative_applies(measurements.track)
     records: list[MeasurementRecord] = []
-    for metric in analysis.metrics:
+    for metric in measured_metrics(analysis, measurements.track):
         result = by_metric.get(metric.name) or MetricResult(
             metric.name, "", QueryOutcome.failed("no result recorded for this metric")
         )
-        judgement = judge(metric, result.outcome, result.guard)
+        judgement = judge(metric, result.outcome, result.guard, result.baseline, relative)
         record = MeasurementRecord(
             metric=metric.name,
             track=measurements.track,
             query=result.query,
             value=format_value(judgement.value),
-            threshold=threshold_text(metric),
+            threshold=threshold_text(metric, relative),
             verdict=judgement.verdict,
             reason=judgement.reason,
             time=at_iso,
+            baseline_query=result.baseline_query if relative else "",
+            baseline_value=format_value(judgement.baseline),
         )
         counters = state.metrics.get(metric.name, MetricCounters()).model_copy()
         counters.measurements += 1
@@ -193,7 +234,8 @@ def min_passing(analysis: AnalysisSpec, duration: timedelta) -> int:
 
 def standing(state: AnalysisState, analysis: AnalysisSpec, needed: int = 1) -> AnalysisStanding:
     breach, evidence, inconclusive = "", None, ""
-    for metric in analysis.metrics:
+    metrics = measured_metrics(analysis, state.track)
+    for metric in metrics:
         counters = state.metrics.get(metric.name, MetricCounters())
         last = counters.last
         if not breach and counters.failures > analysis.failure_limit:
@@ -227,7 +269,7 @@ def standing(state: AnalysisState, analysis: AnalysisSpec, needed: int = 1) -> A
         and c.last is not None
         and c.last.verdict == "Pass"
         and c.passes >= needed
-        for m in analysis.metrics
+        for m in metrics
     )
     return AnalysisStanding(breach, evidence, inconclusive, all_passing and not breach)
 
@@ -237,6 +279,8 @@ def _breach_text(
 ) -> str:
     last = counters.last
     value = f"value {last.value}" if last and last.value else (last.reason if last else "")
+    if last and last.baseline_value:
+        value += f" against stable {last.baseline_value}"
     return (
         f"metric {metric.name} failed {count} time(s), over {limit_name} {limit}: "
         f"last {value}, threshold {threshold_text(metric)}"

@@ -194,14 +194,16 @@ def measurement_plan(inputs: Inputs) -> an.MeasurementPlan | None:
     last = parse_rfc3339(state.last_measured_at) if state.last_measured_at else None
     if last is not None and now < last + parse_duration(analysis.interval):
         return None
-    queries = an.plan_queries(
-        analysis,
-        name=inputs.name,
-        namespace=inputs.namespace,
-        revision=snapshot.revision,
-        version=snapshot.version,
-        track=state.track,
+    subject = an.Subject(
+        inputs.name, inputs.namespace, snapshot.revision, snapshot.version, state.track
     )
+    stable = s.serving if state.track == "canary" else None
+    baseline = (
+        an.Subject(inputs.name, inputs.namespace, stable.revision, stable.version, "stable")
+        if stable is not None
+        else None
+    )
+    queries = an.plan_queries(analysis, subject, baseline)
     return an.MeasurementPlan(
         track=state.track,
         at=now,

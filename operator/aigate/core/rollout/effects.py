@@ -311,6 +311,7 @@ def metric_trigger(detail: str, evidence: MeasurementRecord | None) -> RollbackT
         metric=evidence.metric,
         value=evidence.value,
         threshold=evidence.threshold,
+        baseline_value=evidence.baseline_value,
     )
 
 
