@@ -3,6 +3,8 @@
 aigate run [--namespace NS]... [--metrics-port 9090] [--health-port 8081]
            [--require-approval-policy NAME]
 aigate revision -f manifest.yaml     # the revision an approval must name, offline
+aigate verify-approval -f manifest.yaml --allowed-signers FILE
+                                     # check signed approvals offline, years later
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     logs.configure(verbose=args.verbose)
     reconciler.POLICY.allow_unpinned_images = args.allow_unpinned_images
     handlers.require_approval_policy(args.require_approval_policy)
+    if args.approver_keys:
+        from aigate.adapters.approver_keys import parse_reference
+
+        try:
+            parse_reference(args.approver_keys)
+        except ValueError as error:
+            print(error, file=sys.stderr)
+            return 2
+    handlers.use_approver_keys(args.approver_keys)
     try:
         config.load_incluster_config()
     except config.ConfigException:
@@ -123,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail closed: every gate stays closed (reason ApprovalPolicyMissing) unless the "
         "ValidatingAdmissionPolicy NAME and a binding of it with validationActions Deny "
         "select the resource (the chart sets it; default: not checked)",
+    )
+    run.add_argument(
+        "--approver-keys",
+        metavar="NAMESPACE/NAME",
+        default=None,
+        help="the approver key registry: a ConfigMap whose data.allowed_signers (OpenSSH "
+        "allowed_signers format) holds the keys signed approvals are verified with (the "
+        "chart sets it; default: none, so no signature verifies)",
     )
     run.add_argument("--verbose", "-v", action="store_true")
     run.set_defaults(func=_cmd_run)
