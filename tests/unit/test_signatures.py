@@ -4,10 +4,16 @@ allowed_signers registry, with real keys and signatures made by /usr/bin/ssh-key
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 
+from aigate import cli
 from aigate.core import gate
 from aigate.core.revision import compute_revision
 from aigate.core.statements import (
@@ -17,6 +23,7 @@ from aigate.core.statements import (
     risk_statement,
     statements_of,
 )
+from aigate.kubectl_plugin import SigningError, ssh_sign
 from aigate.signatures import check_annotations, parse_allowed_signers, principal_matches, verify
 from support.factories import approval_annotations, spec_dict, spec_model
 from support.sshkeys import Keys, ssh_keygen_verify
@@ -257,3 +264,80 @@ def test_ssh_keygen_verify_accepts_what_aigate_accepts_and_refuses_what_it_refus
         openssh = ssh_keygen_verify(allowed, identity, signature, text, tmp_path)
         assert ours is expected
         assert (openssh.returncode == 0) is expected, openssh.stdout + openssh.stderr
+
+
+# ---- the CLI: signing with ssh-keygen, verifying a manifest offline ---------------------------
+
+
+def signed_manifest(keys: Keys, approver: str = "jane", acceptor: str = "ciso") -> dict:
+    raw = spec_dict(governance={"approvalTTL": "168h"})  # riskTier high: signatures required
+    spec = spec_model(raw)
+    revision = compute_revision(spec)
+    annotations = approval_annotations(revision, datetime(2026, 11, 20, 10, tzinfo=UTC))
+    approval, risk = statements_of(annotations, revision, "fraud-scorer", "2.4.0")
+    annotations[gate.APPROVAL_SIGNATURE] = ssh_sign(approval, keys.path(approver))
+    annotations[gate.RISK_SIGNATURE] = ssh_sign(risk, keys.path(acceptor))
+    return {
+        "apiVersion": "aigate.dev/v1alpha1",
+        "kind": "AIDeployment",
+        "metadata": {"name": "fraud-scorer", "annotations": annotations},
+        "spec": raw,
+    }
+
+
+def test_aigate_verify_approval_checks_a_manifest_offline(keys, tmp_path, capsys):
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(keys.allowed_signers((JANE, "jane"), (CISO, "ciso")))
+    manifest = tmp_path / "aid.yaml"
+    manifest.write_text(yaml.safe_dump(signed_manifest(keys)))
+    assert (
+        cli.main(["verify-approval", "-f", str(manifest), "--allowed-signers", str(allowed)]) == 0
+    )
+    out = capsys.readouterr().out
+    assert f"approval: signed by {JANE} with key {keys.fingerprint('jane')}: verified" in out
+    assert f"risk acceptance: signed by {CISO} with key {keys.fingerprint('ciso')}: verified" in out
+
+    forged = signed_manifest(keys, acceptor="jane")  # the approver signs the CISO's part
+    manifest.write_text(yaml.safe_dump(forged))
+    assert (
+        cli.main(["verify-approval", "-f", str(manifest), "--allowed-signers", str(allowed)]) == 1
+    )
+    assert f"is registered in {allowed} for {JANE}, not for {CISO}" in capsys.readouterr().out
+
+    unsigned = signed_manifest(keys)
+    del unsigned["metadata"]["annotations"][gate.APPROVAL_SIGNATURE]
+    unsigned["spec"]["replicas"] = 9  # scaling keeps the revision and the signatures
+    manifest.write_text(yaml.safe_dump(unsigned))
+    assert (
+        cli.main(["verify-approval", "-f", str(manifest), "--allowed-signers", str(allowed)]) == 1
+    )
+    out = capsys.readouterr().out
+    assert "approval: not signed (required by riskTier high" in out
+    assert "risk acceptance: signed by ciso@example.com" in out
+
+
+def test_the_plugin_signs_with_a_public_key_through_the_ssh_agent(keys, tmp_path, registry):
+    """Given a .pub and SSH_AUTH_SOCK, ssh-keygen signs with the agent's key."""
+    socket = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket)], stdout=subprocess.DEVNULL)
+    try:
+        env = {**os.environ, "SSH_AUTH_SOCK": str(socket)}
+        for _ in range(100):
+            if socket.exists():
+                break
+            time.sleep(0.05)
+        subprocess.run(["ssh-add", "-q", str(keys.path("jane"))], env=env, check=True)
+        os.environ["SSH_AUTH_SOCK"] = str(socket)
+        try:
+            signature = ssh_sign(statement(), Path(f"{keys.path('jane')}.pub"))
+        finally:
+            del os.environ["SSH_AUTH_SOCK"]
+    finally:
+        agent.terminate()
+        agent.wait(10)
+    assert verify(statement(), signature, JANE, registry).verified
+
+
+def test_the_plugin_refuses_to_sign_with_a_key_that_is_not_there(tmp_path):
+    with pytest.raises(SigningError, match=r"ssh-keygen -Y sign -f .*missing failed"):
+        ssh_sign(statement(), tmp_path / "missing")
