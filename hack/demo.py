@@ -6,14 +6,17 @@ operator against it, tells the story below, and cleans everything up.
 
   1. an AIDeployment is refused: no approval, no workload
   2. a developer's attempt to approve is refused by the cluster (the chart's admission
-     policy); the approver and the risk officer sign: the first version is deployed
+     policy); the risk officer and the approver sign with their SSH keys (`kubectl aigate
+     accept-risk/approve --sign`, riskTier high requires it): the first version is deployed
   3. version 2.5.0, healthy, goes through the canary stages with live metric values
   4. version 2.6.0's canary breaches its error-rate threshold and is rolled back
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import subprocess
 import sys
 import tempfile
@@ -26,6 +29,7 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 
+from aigate import kubectl_plugin
 from aigate.api.v1alpha1 import AIDeploymentSpec
 from aigate.core.gate import format_rfc3339
 from aigate.core.revision import compute_revision
@@ -36,11 +40,15 @@ from localcluster.operator import OperatorProcess
 ROOT = Path(__file__).resolve().parents[1]
 NAME, NAMESPACE = "fraud-scorer", "risk-ml"
 RELEASE_NAMESPACE = "aigate-system"
+REGISTRY = "aigate-approver-keys"
 # The chart's RBAC (the operator's ServiceAccount) and its admission policies.
 CHART_KINDS = (
     "ServiceAccount",
     "ClusterRole",
     "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "ConfigMap",
     "ValidatingAdmissionPolicy",
     "ValidatingAdmissionPolicyBinding",
 )
@@ -78,7 +86,9 @@ def step(number: int, title: str) -> None:
 
 def _image(version: str) -> str:
     """A high-risk model's image is pinned by digest (kwok runs no containers: any digest)."""
-    return f"registry.example.com/fraud-scorer@sha256:{hashlib.sha256(version.encode()).hexdigest()}"
+    return (
+        f"registry.example.com/fraud-scorer@sha256:{hashlib.sha256(version.encode()).hexdigest()}"
+    )
 
 
 def manifest(prometheus_url: str, version: str) -> dict[str, Any]:
@@ -97,9 +107,7 @@ def manifest(prometheus_url: str, version: str) -> dict[str, Any]:
                 "limitations": ["Not validated for gambling merchants."],
             },
             "replicas": 4,
-            "template": {
-                "spec": {"containers": [{"name": "server", "image": _image(version)}]}
-            },
+            "template": {"spec": {"containers": [{"name": "server", "image": _image(version)}]}},
             "service": {"port": 8080},
             "rollout": {
                 "progressDeadline": "60s",
@@ -132,8 +140,9 @@ def manifest(prometheus_url: str, version: str) -> dict[str, Any]:
 
 
 class Demo:
-    def __init__(self, cluster: LocalCluster) -> None:
+    def __init__(self, cluster: LocalCluster, keys: Path) -> None:
         self.cluster = cluster
+        self.keys = keys
         self.api = config.new_client_from_config(config_file=cluster.info.kubeconfig)
         self.custom = client.CustomObjectsApi(self.api)
         self.apps = client.AppsV1Api(self.api)
@@ -243,21 +252,37 @@ class Demo:
         )
 
     def approve(self, body: dict[str, Any]) -> str:
-        """The approver signs the full revision, the risk officer the risk acceptance: two
-        people, each as themselves (the cluster checks it)."""
+        """The risk officer signs the risk acceptance, then the approver the approval of the
+        full revision (its statement names the risk reference): two people, each as
+        themselves (the cluster checks it) and with their own SSH key (the operator checks
+        it against the registry)."""
         revision = compute_revision(AIDeploymentSpec.model_validate(body["spec"]))
-        self.show(*self.approval_args("approver", revision), user="approver")
-        self.show(
-            "annotate",
-            "-n",
-            NAMESPACE,
-            "--overwrite",
-            f"aid/{NAME}",
-            "aigate.dev/risk-acceptance=RISK-1234",
-            "aigate.dev/risk-accepted-by=risk-officer",
-            user="risk-officer",
-        )
+        self.plugin("risk-officer", "accept-risk", NAME, "--reference", "RISK-1234")
+        self.plugin("approver", "approve", NAME)
         return revision
+
+    def plugin(self, user: str, *command: str) -> None:
+        key = self.keys / user
+        say(f"$ kubectl aigate {' '.join(command)} --sign --key {key.name} --yes    # as {user}")
+        kubeconfig = self.cluster.info.user_kubeconfigs[user]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):  # the review it shows is long; its verdict:
+            code = kubectl_plugin.main(
+                [
+                    "--kubeconfig",
+                    kubeconfig,
+                    "-n",
+                    NAMESPACE,
+                    *command,
+                    "--sign",
+                    "--key",
+                    str(key),
+                    "--yes",
+                ]
+            )
+        if code != 0:
+            raise RuntimeError(f"demo: kubectl aigate {command[0]} failed:\n{out.getvalue()}")
+        say(f"  {out.getvalue().strip().splitlines()[-1]}")
 
     def wait_policy_enforced(self, revision: str) -> None:
         """The API server picks a new policy binding up asynchronously: wait until a
@@ -309,10 +334,20 @@ def run(demo: Demo) -> None:
     demo.wait_policy_enforced(status["revision"])
     demo.refused(*demo.approval_args("developer", status["revision"]), user="developer")
     say("  the chart's ValidatingAdmissionPolicy refused it: the API server, not the operator,")
-    say("  knows who asks (docs/decisions/0008-who-may-write-what.md). The approver signs the")
-    say("  full revision, the risk officer the risk acceptance, each as themselves:")
+    say("  knows who asks (docs/decisions/0008-who-may-write-what.md). riskTier high needs signed")
+    say("  approvals: the risk officer and the approver each sign a statement of what they")
+    say("  approve with their SSH key (ssh-keygen -Y sign), registered by a platform admin")
+    say("  (docs/decisions/0011-signed-approvals.md):")
     demo.approve(v1)
     demo.wait("Stable", lambda s: s.get("phase") == "Stable", narrate=True)
+    approval = demo.status()["approval"]
+    for what, check in (("approval", "approvalSignature"), ("risk acceptance", "riskSignature")):
+        signature = approval.get(check) or {}
+        verdict = "verified" if signature.get("verified") else f"NOT verified: {signature}"
+        say(
+            f"  {what} signed by {signature.get('signer')} with key "
+            f"{signature.get('keyFingerprint')}: {verdict}"
+        )
     demo.show("get", "aid", "-n", NAMESPACE)
     demo.show("get", "pods", "-n", NAMESPACE, "-L", "aigate.dev/track,aigate.dev/version")
     demo.history(status["revision"])
@@ -363,8 +398,24 @@ def run(demo: Demo) -> None:
     )
 
 
-def install_chart_parts(cluster: LocalCluster, tmp: Path) -> Path:
-    """The chart's RBAC and admission policies, rendered by `helm template` and applied;
+def make_keys(tmp: Path) -> tuple[Path, str]:
+    """SSH keys of the approver and the risk officer, and their allowed_signers lines."""
+    keys = tmp / "keys"
+    keys.mkdir()
+    lines = []
+    for user in ("approver", "risk-officer"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", user, "-f", str(keys / user)],
+            check=True,
+        )
+        public = (keys / f"{user}.pub").read_text().strip()
+        lines.append(f'{user} namespaces="aigate.dev" {public}')
+    return keys, "\n".join(lines) + "\n"
+
+
+def install_chart_parts(cluster: LocalCluster, tmp: Path, allowed_signers: str) -> Path:
+    """The chart's RBAC, approver key registry (with the people's keys, as a platform admin
+    registers them) and admission policies, rendered by `helm template` and applied;
     returns a kubeconfig acting as the operator's ServiceAccount (the only identity the
     status and children policies let write)."""
     rendered = subprocess.run(
@@ -381,6 +432,11 @@ def install_chart_parts(cluster: LocalCluster, tmp: Path) -> Path:
         check=True,
     ).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] in CHART_KINDS]
+    docs = [d for d in docs if d["kind"] != "ConfigMap" or d["metadata"]["name"] == REGISTRY]
+    for doc in docs:
+        if doc["kind"] == "ConfigMap":
+            doc["data"]["allowed_signers"] += allowed_signers
+    docs.sort(key=lambda d: d["kind"] != "ConfigMap")  # the registry before its policy
     manifest = tmp / "chart-parts.yaml"
     manifest.write_text(yaml.safe_dump_all(docs))
     people = tmp / "people-rbac.yaml"
@@ -388,7 +444,10 @@ def install_chart_parts(cluster: LocalCluster, tmp: Path) -> Path:
     cluster.kubectl("create", "namespace", RELEASE_NAMESPACE)
     cluster.kubectl("apply", "-f", str(manifest))
     cluster.kubectl("apply", "-f", str(people))
-    say("  installed the chart's RBAC and admission policies (approvals, status, children)")
+    say(
+        "  installed the chart's RBAC, approver key registry and admission policies (approvals, "
+        "status, children, approver keys)"
+    )
     return cluster.service_account_kubeconfig(
         RELEASE_NAMESPACE, "aigate", tmp / "kubeconfig-operator"
     )
@@ -410,10 +469,15 @@ def main() -> int:
         cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
         cluster.kubectl("wait", "--for=condition=Established", "crd/aideployments.aigate.dev")
         cluster.kubectl("create", "namespace", NAMESPACE)
-        identity = install_chart_parts(cluster, Path(tmp))
-        # as the chart runs it: refusing every approval unless the approval policy enforces
+        keys, allowed_signers = make_keys(Path(tmp))
+        identity = install_chart_parts(cluster, Path(tmp), allowed_signers)
+        # as the chart runs it: refusing every approval unless the approval policy enforces,
+        # verifying signed approvals with the registry's keys
         operator = OperatorProcess(
-            identity, Path(tmp) / "operator.log", "--require-approval-policy=aigate-approvals"
+            identity,
+            Path(tmp) / "operator.log",
+            "--require-approval-policy=aigate-approvals",
+            f"--approver-keys={RELEASE_NAMESPACE}/{REGISTRY}",
         )
         try:
             operator.start()
@@ -429,7 +493,7 @@ def main() -> int:
                 if time.monotonic() > deadline:
                     raise RuntimeError("default ServiceAccount never appeared")
                 time.sleep(0.3)
-            run(Demo(cluster))
+            run(Demo(cluster, keys))
         except (RuntimeError, subprocess.CalledProcessError):
             say("\n--- operator log (last lines) ---")
             say(operator.log_tail(40))

@@ -3,6 +3,8 @@
 aigate run [--namespace NS]... [--metrics-port 9090] [--health-port 8081]
            [--require-approval-policy NAME]
 aigate revision -f manifest.yaml     # the revision an approval must name, offline
+aigate verify-approval -f manifest.yaml --allowed-signers FILE
+                                     # check signed approvals offline, years later
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     logs.configure(verbose=args.verbose)
     reconciler.POLICY.allow_unpinned_images = args.allow_unpinned_images
     handlers.require_approval_policy(args.require_approval_policy)
+    if args.approver_keys:
+        from aigate.adapters.approver_keys import parse_reference
+
+        try:
+            parse_reference(args.approver_keys)
+        except ValueError as error:
+            print(error, file=sys.stderr)
+            return 2
+    handlers.use_approver_keys(args.approver_keys)
     try:
         config.load_incluster_config()
     except config.ConfigException:
@@ -84,6 +95,50 @@ def _cmd_revision(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify_approval(args: argparse.Namespace) -> int:
+    """Offline, years later: does each AIDeployment's signed approval and risk acceptance
+    verify against this allowed_signers file, for the revision the manifest computes to?"""
+    from aigate.core import gate
+    from aigate.signatures import check_annotations, parse_allowed_signers
+
+    registry = parse_allowed_signers(Path(args.allowed_signers).read_text(), args.allowed_signers)
+    for problem in registry.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    found, failed = 0, False
+    for doc in _load_documents(args.filename):
+        if doc.get("kind") != KIND or not str(doc.get("apiVersion", "")).startswith(f"{GROUP}/"):
+            continue
+        found += 1
+        name = (doc.get("metadata") or {}).get("name", "?")
+        annotations = (doc.get("metadata") or {}).get("annotations") or {}
+        try:
+            spec = AIDeploymentSpec.model_validate(doc.get("spec") or {})
+        except ValidationError as error:
+            print(f"{name}: invalid spec:\n{error}", file=sys.stderr)
+            return 1
+        revision = compute_revision(spec)
+        print(f"{name}: revision {revision}")
+        named = annotations.get(gate.APPROVED_REVISION, "").strip()
+        if named != revision:
+            failed = True
+            print(f"  approved-revision: NOT this revision (found {named or 'nothing'!r})")
+        checks = check_annotations(spec, annotations, registry)
+        for what, check in (("approval", checks.approval), ("risk acceptance", checks.risk)):
+            if check is None:
+                failed = failed or bool(checks.required_by)
+                required = f"required by {checks.required_by}" if checks.required_by else "not required"
+                print(f"  {what}: not signed ({required})")
+            elif check.verified:
+                print(f"  {what}: signed by {check.signer} with key {check.key_fingerprint}: verified")
+            else:
+                failed = True
+                print(f"  {what}: signature by {check.signer!r} NOT verified: {check.problem}")
+    if not found:
+        print(f"no {KIND} in {args.filename}", file=sys.stderr)
+        return 1
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aigate", description="Governed AI model rollouts.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
         "ValidatingAdmissionPolicy NAME and a binding of it with validationActions Deny "
         "select the resource (the chart sets it; default: not checked)",
     )
+    run.add_argument(
+        "--approver-keys",
+        metavar="NAMESPACE/NAME",
+        default=None,
+        help="the approver key registry: a ConfigMap whose data.allowed_signers (OpenSSH "
+        "allowed_signers format) holds the keys signed approvals are verified with (the "
+        "chart sets it; default: none, so no signature verifies)",
+    )
     run.add_argument("--verbose", "-v", action="store_true")
     run.set_defaults(func=_cmd_run)
 
@@ -133,6 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
     revision.add_argument("-f", "--filename", required=True, help="manifest file, or - for stdin")
     revision.add_argument("-q", "--quiet", action="store_true", help="print only the revision")
     revision.set_defaults(func=_cmd_revision)
+
+    check = sub.add_parser(
+        "verify-approval",
+        help="verify the signed approvals of each AIDeployment in a manifest (offline)",
+    )
+    check.add_argument("-f", "--filename", required=True, help="manifest file, or - for stdin")
+    check.add_argument(
+        "--allowed-signers",
+        required=True,
+        metavar="FILE",
+        help="the approver keys (OpenSSH allowed_signers; the registry ConfigMap's data)",
+    )
+    check.set_defaults(func=_cmd_verify_approval)
     return parser
 
 

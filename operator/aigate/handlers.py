@@ -17,6 +17,7 @@ import kopf
 
 from aigate import metrics, reconciler
 from aigate.adapters.admission import ApprovalPolicyCheck
+from aigate.adapters.approver_keys import ApproverKeys
 from aigate.adapters.kube import CountingApiClient, KubeAdapter, TransientError
 from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION
 from aigate.core.workloads import LABEL_OWNER, MANAGED_BY, OPERATOR_NAME
@@ -34,10 +35,20 @@ _required_policy: str | None = None
 _policy_check: ApprovalPolicyCheck | None = None
 _policy_task: asyncio.Task[None] | None = None
 
+# `aigate run --approver-keys NAMESPACE/NAME`: the approver key registry, or None.
+_approver_keys_ref: str | None = None
+_approver_keys: ApproverKeys | None = None
+_keys_task: asyncio.Task[None] | None = None
+
 
 def require_approval_policy(name: str | None) -> None:
     global _required_policy  # noqa: PLW0603 (process-wide setting, made once before kopf runs)
     _required_policy = name or None
+
+
+def use_approver_keys(reference: str | None) -> None:
+    global _approver_keys_ref  # noqa: PLW0603 (process-wide setting, made once before kopf runs)
+    _approver_keys_ref = reference or None
 
 
 def _waker(namespace: str, name: str) -> asyncio.Event:
@@ -94,10 +105,38 @@ async def _refresh_policy(check: ApprovalPolicyCheck) -> None:
         await asyncio.sleep(check.ttl)
 
 
+@kopf.on.startup()
+async def watch_approver_keys(**_: Any) -> None:
+    """Reads the approver key registry on a timer; every resource looks again when it
+    changed, so a key registered (or removed) counts within a TTL."""
+    global _approver_keys, _keys_task  # noqa: PLW0603 (one per process, made at startup)
+    if _approver_keys_ref is None:
+        return
+    _approver_keys = ApproverKeys(_approver_keys_ref)
+    _keys_task = asyncio.create_task(_refresh_keys(_approver_keys))
+
+
+async def _refresh_keys(keys: ApproverKeys) -> None:
+    seen: object = None
+    while True:
+        try:
+            read = await asyncio.to_thread(keys.refresh)
+            if read != seen:
+                if seen is not None:
+                    log.warning("%s changed: looking again", keys.source)
+                    for waker in list(_wakers.values()):
+                        waker.set()
+                seen = read
+        except Exception:
+            log.exception("reading the approver key registry failed")
+        await asyncio.sleep(keys.ttl)
+
+
 @kopf.on.cleanup()
 async def stop_watching_policy(**_: Any) -> None:
-    if _policy_task is not None:
-        _policy_task.cancel()
+    for task in (_policy_task, _keys_task):
+        if task is not None:
+            task.cancel()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -138,7 +177,11 @@ async def _reconcile_once(kube: KubeAdapter, namespace: str, name: str) -> float
     with metrics.RECONCILE_SECONDS.time():
         try:
             outcome = await reconciler.reconcile(
-                kube, namespace, name, approval_policy=_policy_check
+                kube,
+                namespace,
+                name,
+                approval_policy=_policy_check,
+                approver_keys=_approver_keys,
             )
         except TransientError as error:
             metrics.RECONCILES.labels(result="transient-error").inc()

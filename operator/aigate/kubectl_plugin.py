@@ -3,14 +3,20 @@
     kubectl aigate status  NAME [-n NS]        phase, stage, approval, latest metrics, recent history
     kubectl aigate history NAME [-n NS]        every recorded decision with its evidence
     kubectl aigate verify  NAME [-n NS]        check the history's hash chain (tamper evidence)
-    kubectl aigate approve NAME [--conditions TEXT]
+    kubectl aigate approve NAME [--conditions TEXT] [--sign [--key PATH]]
                                                shows model, images, plan, thresholds and the
                                                change against what serves; asks (or --yes);
-                                               signs as you, for exactly the revision shown
-    kubectl aigate accept-risk NAME --reference RISK-1
+                                               signs as you, for exactly the revision shown;
+                                               --sign adds an SSH signature of the approval
+                                               statement (ssh-keygen -Y sign: a key file, or
+                                               a .pub whose key is in your ssh-agent)
+    kubectl aigate accept-risk NAME --reference RISK-1 [--sign [--key PATH]]
                                                the same review, then the risk acceptance,
                                                signed as you (risk acceptors are a separate
                                                group from approvers by default)
+    kubectl aigate keys [--key PATH] [--registry NS/NAME]
+                                               your key's allowed_signers line, how a platform
+                                               admin registers it, and the registered keys
     kubectl aigate promote NAME [--stage S]    continue a stage waiting for promotion
     kubectl aigate abort   NAME --reason TEXT  roll back now
     kubectl aigate retry   NAME                run a rolled-back revision again
@@ -26,9 +32,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
@@ -38,6 +46,7 @@ from pydantic import ValidationError
 from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION, AIDeploymentSpec, HistoryEntry
 from aigate.core import gate, records
 from aigate.core.revision import compute_revision, vouched_content
+from aigate.core.statements import SSHSIG_NAMESPACE, statements_of
 
 # ---- rendering (pure) ---------------------------------------------------------------------
 
@@ -469,6 +478,8 @@ def _write_approval(
             args.conditions,
             datetime.now(UTC),
         )
+    annotations = patch["metadata"]["annotations"]
+    annotations.update(_signature(args, fresh, fresh_spec, revision, annotations))
     patch["metadata"]["resourceVersion"] = fresh["metadata"]["resourceVersion"]
     try:
         _annotate(custom, namespace, args.name, patch)
@@ -478,6 +489,96 @@ def _write_approval(
         raise
     what = "accepted the risk of" if args.command == "accept-risk" else "approved"
     print(f"{what} revision {revision} of {namespace}/{args.name} as {by}")
+    return 0
+
+
+# ---- signing ---------------------------------------------------------------------------------
+
+
+class SigningError(Exception):
+    """Nothing was written: the statement could not be signed."""
+
+
+def default_key() -> Path:
+    """The user's SSH key, as ssh would pick it (Ed25519 first)."""
+    for name in ("id_ed25519", "id_rsa"):
+        path = Path.home() / ".ssh" / name
+        if path.exists() or path.with_suffix(".pub").exists():
+            return path if path.exists() else path.with_suffix(".pub")
+    raise SigningError("no SSH key in ~/.ssh (id_ed25519, id_rsa): name one with --key PATH")
+
+
+def ssh_sign(statement: str, key: Path) -> str:
+    """`ssh-keygen -Y sign` over the statement on stdin; with a .pub key file the private
+    key comes from the ssh-agent (SSH_AUTH_SOCK). A passphrase is asked on the terminal."""
+    result = subprocess.run(
+        ["ssh-keygen", "-Y", "sign", "-f", str(key), "-n", SSHSIG_NAMESPACE],
+        input=statement.encode(),
+        capture_output=True,
+        check=False,
+    )
+    if result.returncode != 0 or b"BEGIN SSH SIGNATURE" not in result.stdout:
+        raise SigningError(
+            f"ssh-keygen -Y sign -f {key} failed: {result.stderr.decode(errors='replace').strip()}"
+        )
+    return result.stdout.decode()
+
+
+def _signature(
+    args: argparse.Namespace,
+    fresh: dict[str, Any],
+    spec: AIDeploymentSpec,
+    revision: str,
+    written: dict[str, Any],
+) -> dict[str, str | None]:
+    """The signature annotation for what this command writes: the SSH signature of its
+    statement with --sign, else removed (a signature of an earlier approval would only be
+    reported as not verifying)."""
+    risk = args.command == "accept-risk"
+    annotation = gate.RISK_SIGNATURE if risk else gate.APPROVAL_SIGNATURE
+    if not args.sign:
+        return {annotation: None}
+    annotations = {**((fresh.get("metadata") or {}).get("annotations") or {}), **written}
+    if not risk and not annotations.get(gate.RISK_ACCEPTANCE, "").strip():
+        raise SigningError(
+            "the approval statement names the risk reference (aigate.dev/risk-acceptance), "
+            "which is not set yet: sign after the risk acceptance, or pass --risk-acceptance"
+        )
+    approval, risk_text = statements_of(annotations, revision, spec.model.name, spec.model.version)
+    statement = risk_text if risk else approval
+    print(f"signing with {args.key or default_key()}:\n{statement}", end="", flush=True)
+    return {annotation: ssh_sign(statement, Path(args.key) if args.key else default_key())}
+
+
+def _keys(args: argparse.Namespace, api: Any) -> int:
+    """Your key's allowed_signers line, how it is registered, and what is registered."""
+    key = Path(args.key) if args.key else default_key()
+    public = key if key.suffix == ".pub" else Path(f"{key}.pub")
+    parts = public.read_text().split()
+    identity = args.identity or _whoami(api)
+    principal = f'"{identity}"' if any(c.isspace() for c in identity) else identity
+    namespace, _, name = args.registry.partition("/")
+    print(f"Your key ({public}), as allowed_signers line for {identity}:\n")
+    print(f'  {principal} namespaces="{SSHSIG_NAMESPACE}" {parts[0]} {parts[1]}\n')
+    print(
+        f"A platform admin registers it by adding that line to data.allowed_signers of "
+        f"ConfigMap {namespace}/{name} (the chart's approverKeys.allowedSigners value), e.g.\n"
+        f"  kubectl -n {namespace} edit configmap {name}\n"
+        f"Only members of the chart's approverKeys.adminGroups may change it."
+    )
+    try:
+        config_map = client.CoreV1Api(api).read_namespaced_config_map(name, namespace)
+    except ApiException as error:
+        print(f"\nRegistered keys: cannot read {args.registry}: HTTP {error.status} {error.reason}")
+        return 0
+    lines = [
+        line
+        for line in ((config_map.data or {}).get("allowed_signers") or "").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    print(f"\nRegistered keys in {args.registry} ({len(lines)}):")
+    for line in lines:
+        print(f"  {line}")
     return 0
 
 
@@ -528,7 +629,25 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument(
                 "--yes", "-y", action="store_true", help="approve what is shown without asking"
             )
+            command.add_argument(
+                "--sign",
+                action="store_true",
+                help="add an SSH signature of the statement (ssh-keygen -Y sign -n aigate.dev)",
+            )
+            command.add_argument(
+                "--key", help="SSH key (or .pub with ssh-agent); default ~/.ssh/id_ed25519"
+            )
+    keys = sub.add_parser("keys", help="your key's allowed_signers line and the registry")
+    keys.add_argument("--key", help="SSH key or .pub (default ~/.ssh/id_ed25519)")
+    keys.add_argument("--identity", help="the identity it signs for (default: who you are)")
+    keys.add_argument(
+        "--registry",
+        default="aigate-system/aigate-approver-keys",
+        help="the registry ConfigMap NAMESPACE/NAME (aigate run --approver-keys)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "keys":
+        return _keys(args, _client(args)[1])
     args.namespace = args.sub_namespace or args.namespace
     custom, api = _client(args)
     namespace = _namespace(args)
@@ -549,7 +668,11 @@ def main(argv: list[str] | None = None) -> int:
             print("history NOT intact:\n  " + "\n  ".join(check.problems))
             return 1
     elif args.command in ("approve", "accept-risk"):
-        return _approve(args, custom, api, namespace, obj)
+        try:
+            return _approve(args, custom, api, namespace, obj)
+        except SigningError as error:
+            print(f"refused: {error}; nothing written", file=sys.stderr)
+            return 1
     else:
         revision, stage = request_target(args.command, status)
         if args.command != "abort" and not revision:

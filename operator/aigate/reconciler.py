@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from aigate.adapters import prometheus
 from aigate.adapters.admission import ApprovalPolicyCheck
+from aigate.adapters.approver_keys import ApproverKeys
 from aigate.adapters.kube import (
     KubeAdapter,
     NameTakenError,
@@ -35,18 +36,23 @@ from aigate.api.v1alpha1 import (
     MeasurementRecord,
     SecretKeyRef,
 )
-from aigate.core import rollout
+from aigate.core import gate, rollout
 from aigate.core.analysis import MeasurementPlan, Measurements, MetricResult, unknown_placeholders
 from aigate.core.children import Child, content_digest, record_of
 from aigate.core.gate import format_rfc3339
 from aigate.core.images import unpinned_images
 from aigate.core.verdict import QueryOutcome
 from aigate.core.workloads import Owner, build_deployment, build_service, deployment_name
+from aigate.signatures import check_annotations
 
 log = logging.getLogger("aigate.reconcile")
 audit = logging.getLogger("aigate.audit")
 
 STATUS_FIELDS = set(AIDeploymentStatus.model_fields)
+NO_REGISTRY = (
+    "the operator has no approver key registry to verify it with (aigate run --approver-keys "
+    "NAMESPACE/NAME)"
+)
 
 
 @dataclass
@@ -120,6 +126,7 @@ async def reconcile(
     name: str,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     approval_policy: ApprovalPolicyCheck | None = None,
+    approver_keys: ApproverKeys | None = None,
 ) -> Outcome | None:
     body = await asyncio.to_thread(kube.get_aideployment, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
@@ -135,11 +142,13 @@ async def reconcile(
     if approval_policy is not None:
         labels = metadata.get("labels") or {}
         policy_problem = await asyncio.to_thread(approval_policy.problem, namespace, labels) or ""
+    annotations = metadata.get("annotations") or {}
+    signatures = await _check_signatures(spec, annotations, approver_keys)
     inputs = rollout.Inputs(
         generation=int(metadata.get("generation", 0)),
         spec=spec,
         spec_error=spec_error,
-        annotations=metadata.get("annotations") or {},
+        annotations=annotations,
         status=previous,
         observed=observed,
         now=now(),
@@ -148,6 +157,7 @@ async def reconcile(
         managed_fields=metadata.get("managedFields") or (),
         status_error=status_error,
         policy_problem=policy_problem,
+        signatures=signatures,
     )
     plan = rollout.measurement_plan(inputs)
     if plan is not None and spec is not None:
@@ -242,6 +252,20 @@ async def _patch_children(kube: KubeAdapter, owner: Owner, records: dict[str, An
     await asyncio.to_thread(
         kube.patch_status, owner.namespace, owner.name, None, {"children": records}
     )
+
+
+async def _check_signatures(
+    spec: AIDeploymentSpec | None, annotations: dict[str, str], keys: ApproverKeys | None
+) -> gate.Signatures:
+    """Verifies the signature annotations present (I/O: the registry); the gate decides
+    whether they are required."""
+    present = gate.APPROVAL_SIGNATURE in annotations or gate.RISK_SIGNATURE in annotations
+    if spec is None or not present:
+        return gate.Signatures()
+    registry, problem = None, NO_REGISTRY
+    if keys is not None:
+        registry, problem = await asyncio.to_thread(keys.registry)
+    return check_annotations(spec, annotations, registry, problem)
 
 
 def _known_revisions(status: AIDeploymentStatus) -> frozenset[str]:

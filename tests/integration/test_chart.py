@@ -92,7 +92,11 @@ def test_rbac_without_watch_namespaces_is_one_cluster_role(cluster):
     docs = rendered(cluster, "rbac.readSecrets=true")
     (role,) = by_kind(docs, "ClusterRole")
     assert granted(role) >= USER_DATA
-    assert not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding")
+    # the only Role: reading the approver key registry in the release namespace
+    assert [(r["metadata"]["name"], r["metadata"]["namespace"]) for r in by_kind(docs, "Role")] == [
+        ("aigate-approver-keys", RELEASE_NAMESPACE)
+    ]
+    assert len(by_kind(docs, "RoleBinding")) == 1
     (deployment,) = by_kind(docs, "Deployment")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert not [a for a in args if a.startswith("--namespace")]
@@ -115,7 +119,7 @@ def test_rbac_with_watch_namespaces_grants_users_data_only_there(cluster):
         "validatingadmissionpolicybindings",
     }
     assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in cluster_role["rules"])
-    roles = by_kind(docs, "Role")
+    roles = [r for r in by_kind(docs, "Role") if r["metadata"]["name"] != "aigate-approver-keys"]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
         assert granted(role) == USER_DATA
@@ -126,7 +130,9 @@ def test_rbac_with_watch_namespaces_grants_users_data_only_there(cluster):
             "verbs": ["get"],
             "resourceNames": ["prom"],
         }
-    bindings = by_kind(docs, "RoleBinding")
+    bindings = [
+        b for b in by_kind(docs, "RoleBinding") if b["metadata"]["name"] != "aigate-approver-keys"
+    ]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for binding in bindings:
         assert binding["roleRef"] == {

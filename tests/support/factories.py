@@ -29,7 +29,10 @@ BASE_SPEC: dict[str, Any] = {
     "replicas": 4,
     "template": {"spec": {"containers": [{"name": "server", "image": image_for("2.4.0")}]}},
     "service": {"port": 8080},
-    "governance": {"approvalTTL": "168h"},
+    # riskTier high requires signed approvals unless said otherwise; the suites that are
+    # not about signatures approve with annotations alone (tests/unit/test_signatures.py,
+    # tests/integration/test_signed_approvals.py sign).
+    "governance": {"approvalTTL": "168h", "requireSignedApproval": False},
     "rollout": {
         "progressDeadline": "10m",
         "stages": [

@@ -12,7 +12,7 @@ import yaml
 from support.chart import render_chart
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "aigate"
-POLICIES = ("aigate-approvals", "aigate-status", "aigate-children")
+POLICIES = ("aigate-approvals", "aigate-status", "aigate-children", "aigate-approver-keys")
 
 
 def render(binaries: Path, *sets: str) -> list[dict]:
@@ -87,9 +87,46 @@ def test_groups_follow_the_values(binaries):
         ("approvals.policy=false", "aigate-approvals"),
         ("statusPolicy.enabled=false", "aigate-status"),
         ("childrenPolicy.enabled=false", "aigate-children"),
+        ("approverKeys.enabled=false", "aigate-approver-keys"),
     ],
 )
 def test_each_policy_can_be_turned_off(binaries, setting, gone):
     docs = render(binaries, setting)
     assert gone not in policies(docs) and gone not in bindings(docs)
     assert set(policies(docs)) == set(POLICIES) - {gone}
+
+
+def test_the_approver_key_registry_is_kept_written_by_platform_admins_and_read_by_the_operator(
+    binaries,
+):
+    line = 'jane@example.com namespaces="aigate.dev" ssh-ed25519 AAAAC3Nza'
+    docs = render(binaries, f"approverKeys.allowedSigners={{{line}}}")
+    (registry,) = [
+        d for d in docs if d["kind"] == "ConfigMap" and "approver-keys" in d["metadata"]["name"]
+    ]
+    assert registry["metadata"]["name"] == "aigate-approver-keys"
+    assert registry["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert line + "\n" in registry["data"]["allowed_signers"]
+    policy = policies(docs)["aigate-approver-keys"]
+    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["resourceNames"] == ["aigate-approver-keys"]
+    assert set(rule["operations"]) == {"CREATE", "UPDATE", "DELETE"}
+    assert policy["spec"]["matchConstraints"]["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "aigate-system"}
+    }
+    assert 'g in ["aigate:platform-admins"]' in expressions(policy)
+    (role,) = [d for d in docs if d["kind"] == "Role"]
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["aigate-approver-keys"],
+            "verbs": ["get"],
+        }
+    ]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--approver-keys=aigate-system/aigate-approver-keys" in args
+    approvals = expressions(policies(docs)["aigate-approvals"])
+    assert "'aigate.dev/approval-conditions', 'aigate.dev/approval-signature'" in approvals
+    assert "'aigate.dev/risk-accepted-by', 'aigate.dev/risk-acceptance-signature'" in approvals

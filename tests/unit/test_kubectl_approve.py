@@ -140,6 +140,8 @@ def args(**overrides) -> argparse.Namespace:
         "conditions": "",
         "revision": None,
         "yes": True,
+        "sign": False,
+        "key": None,
     }
     return argparse.Namespace(**(values | overrides))
 
@@ -198,6 +200,7 @@ def test_accept_risk_writes_only_the_risk_annotations_signed_as_you(capsys):
     assert patch["metadata"]["annotations"] == {
         gate.RISK_ACCEPTANCE: "RISK-77",
         gate.RISK_ACCEPTED_BY: "risk-officer",
+        gate.RISK_SIGNATURE: None,  # unsigned: a signature of an earlier acceptance goes
     }
     assert patch["metadata"]["resourceVersion"] == "11"
     assert "accepted the risk of revision" in capsys.readouterr().out
@@ -210,3 +213,27 @@ def test_approve_alone_writes_no_risk_annotations():
     annotations = patch["metadata"]["annotations"]
     assert gate.RISK_ACCEPTANCE not in annotations and gate.RISK_ACCEPTED_BY not in annotations
     assert annotations[gate.APPROVED_BY] == "jane@example.com"
+
+
+def test_approve_sign_signs_the_statement_of_what_it_writes(tmp_path):
+    from aigate.core.statements import statements_of
+    from aigate.signatures import parse_allowed_signers, verify
+    from support.sshkeys import Keys
+
+    keys = Keys(tmp_path)
+    custom = FakeCustom(obj(V2, "10"), obj(V2, "11"))
+    assert approve(custom, sign=True, key=str(keys.path("jane")), conditions="EU only") == 0
+    (patch,) = custom.patches
+    annotations = patch["metadata"]["annotations"]
+    statement, _ = statements_of(annotations, compute_revision(V2), "fraud-scorer", "2.5.0")
+    assert "conditions: EU only\n" in statement and "risk-acceptance: RISK-1\n" in statement
+    registry = parse_allowed_signers(keys.allowed_signers(("jane@example.com", "jane")))
+    check = verify(statement, annotations[gate.APPROVAL_SIGNATURE], "jane@example.com", registry)
+    assert check.verified, check.problem
+
+
+def test_approve_sign_refuses_before_a_risk_acceptance_exists(capsys, tmp_path):
+    custom = FakeCustom(obj(V2, "10"), obj(V2, "11"))
+    with pytest.raises(plugin.SigningError, match="sign after the risk acceptance"):
+        approve(custom, risk_acceptance="", risk_accepted_by="", sign=True, key=str(tmp_path))
+    assert custom.patches == []

@@ -20,3 +20,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "aigate.requiredPolicy" -}}
 {{- .Values.approvals.requiredPolicyName | default (printf "%s-approvals" (include "aigate.fullname" .)) -}}
 {{- end -}}
+
+{{- define "aigate.approverKeys" -}}
+{{- .Values.approverKeys.name | default (printf "%s-approver-keys" (include "aigate.fullname" .)) -}}
+{{- end -}}

@@ -22,7 +22,8 @@ from typing import Literal
 from kube_custom_resource import CustomResource, schema
 from pydantic import ConfigDict, Field
 
-from aigate.api.v1alpha1 import MeasurementRecord
+# SignatureCheck lives with the status it is first written to; re-exported here.
+from aigate.api.v1alpha1 import MeasurementRecord, SignatureCheck
 
 RECORD_KIND = "AIRecord"
 RECORD_PLURAL = "airecords"
@@ -45,17 +46,6 @@ class RecordSubject(schema.BaseModel):
     namespace: str
     name: str
     uid: str
-
-
-class SignatureCheck(schema.BaseModel):
-    """An SSH (SSHSIG) signature on an approval or a risk acceptance, and what the operator
-    found when it checked it against the registered approver keys."""
-
-    signer: str = Field(..., description="The identity the signature claims (approved-by...).")
-    signature: str = Field("", description="The armored SSHSIG as written in the annotation.")
-    key_fingerprint: str = Field("", description="SHA256 fingerprint of the key that signed.")
-    verified: bool = False
-    problem: str = Field("", description="Why it did not verify; empty when verified.")
 
 
 class RecordedApproval(schema.BaseModel):

@@ -155,6 +155,13 @@ class GovernanceSpec(_BoundedDurations):
         alias="approvalTTL",
         description="How long an approval may wait before it is used (approved-at + TTL).",
     )
+    require_signed_approval: schema.Optional[bool] = Field(
+        None,
+        description="Unsigned approvals are insufficient: the approval and the risk "
+        "acceptance must each carry an SSH signature (aigate.dev/approval-signature, "
+        "aigate.dev/risk-acceptance-signature) by a registered key of approved-by / "
+        "risk-accepted-by. Unset: on for riskTier high, off otherwise.",
+    )
 
 
 class Stage(_BoundedDurations):
@@ -413,6 +420,17 @@ class Condition(schema.BaseModel):
     observed_generation: int = 0
 
 
+class SignatureCheck(schema.BaseModel):
+    """An SSH (SSHSIG) signature on an approval or a risk acceptance, and what the operator
+    found when it checked it against the registered approver keys."""
+
+    signer: str = Field(..., description="The identity the signature claims (approved-by...).")
+    signature: str = Field("", description="The armored SSHSIG as written in the annotation.")
+    key_fingerprint: str = Field("", description="SHA256 fingerprint of the key that signed.")
+    verified: bool = False
+    problem: str = Field("", description="Why it did not verify; empty when verified.")
+
+
 class ApprovalRecord(schema.BaseModel):
     """The approval the operator accepted, as it was when accepted."""
 
@@ -426,6 +444,12 @@ class ApprovalRecord(schema.BaseModel):
     written_by: str = Field("", description="The client (field manager) that wrote approved-by.")
     asserted_through_git: bool = Field(
         False, description="Written by a GitOps controller: Git history says who approved."
+    )
+    approval_signature: schema.Optional[SignatureCheck] = Field(
+        None, description="The check of aigate.dev/approval-signature, when present."
+    )
+    risk_signature: schema.Optional[SignatureCheck] = Field(
+        None, description="The check of aigate.dev/risk-acceptance-signature, when present."
     )
 
 

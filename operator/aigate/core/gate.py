@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from aigate.api.durations import format_duration
+from aigate.api.v1alpha1 import AIDeploymentSpec, SignatureCheck
 
 PREFIX = "aigate.dev/"
 APPROVED_BY = PREFIX + "approved-by"
@@ -27,6 +28,10 @@ APPROVAL_CONDITIONS = PREFIX + "approval-conditions"
 # approvals were asserted through Git (docs/decisions/0008-who-may-write-what.md).
 APPROVAL_SOURCE = PREFIX + "approval-source"
 FROM_GIT = "git"
+# Armored SSH signatures (SSHSIG) over the canonical statements of core/statements.py
+# (docs/decisions/0011-signed-approvals.md).
+APPROVAL_SIGNATURE = PREFIX + "approval-signature"
+RISK_SIGNATURE = PREFIX + "risk-acceptance-signature"
 
 REQUIRED_ANNOTATIONS = (
     APPROVED_BY,
@@ -46,7 +51,14 @@ RFC3339_PATTERN = re.compile(
 _MAX_SHOWN = 80
 
 Problem = Literal[
-    "Missing", "Empty", "Malformed", "InFuture", "Expired", "RevisionMismatch", "ShortRevision"
+    "Missing",
+    "Empty",
+    "Malformed",
+    "InFuture",
+    "Expired",
+    "RevisionMismatch",
+    "ShortRevision",
+    "Unverified",
 ]
 
 
@@ -61,6 +73,8 @@ class GateReason:
 
     def describe(self) -> str:
         found = "nothing" if self.found is None else repr(_shorten(self.found))
+        if self.problem == "Unverified" and self.found is not None:
+            found = self.found  # aigate's own words on why, never cut
         return f"{self.annotation}: {_PROBLEM_TEXT[self.problem]}: expected {self.expected}, found {found}"
 
 
@@ -72,6 +86,7 @@ _PROBLEM_TEXT: dict[Problem, str] = {
     "Expired": "expired",
     "RevisionMismatch": "approves another revision",
     "ShortRevision": "names a short revision; approvals name the full 64-hex digest",
+    "Unverified": "does not verify",
 }
 
 
@@ -85,6 +100,30 @@ class Approval:
     risk_acceptance: str
     risk_accepted_by: str
     conditions: str
+    # What the reconciler found checking the signature annotations (None: not signed).
+    approval_signature: SignatureCheck | None = None
+    risk_signature: SignatureCheck | None = None
+
+
+@dataclass(frozen=True)
+class Signatures:
+    """Input to the gate: the reconciler's verification of the signature annotations
+    (None: that annotation is absent) and why signatures are required ("": they are not)."""
+
+    approval: SignatureCheck | None = None
+    risk: SignatureCheck | None = None
+    required_by: str = ""
+
+
+def signatures_required_by(spec: AIDeploymentSpec) -> str:
+    """Why unsigned approvals are insufficient for this spec, or "" when they suffice:
+    spec.governance.requireSignedApproval, or riskTier high when it is unset."""
+    required = spec.governance.require_signed_approval
+    if required is None:
+        return "riskTier high (spec.governance.requireSignedApproval unset)" if (
+            spec.model.risk_tier == "high"
+        ) else ""
+    return "spec.governance.requireSignedApproval" if required else ""
 
 
 # The gate's reasons (condition reasons): annotations not good enough, or no approval can be
@@ -141,11 +180,14 @@ def evaluate_gate(
     approval_ttl: timedelta,
     now: datetime,
     policy_problem: str | None = None,
+    signatures: Signatures | None = None,
 ) -> GateDecision:
     """Decides whether `revision` is authorised for deployment at `now`; `policy_problem`
-    (why the approval policy does not enforce) closes it whatever the annotations say."""
+    (why the approval policy does not enforce) closes it whatever the annotations say;
+    `signatures` close it when they are required and missing or do not verify."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    signatures = signatures or Signatures()
     reasons: list[GateReason] = []
     values: dict[str, str] = {}
     for name in REQUIRED_ANNOTATIONS:
@@ -167,6 +209,8 @@ def evaluate_gate(
             else "RevisionMismatch"
         )
         reasons.append(GateReason(APPROVED_REVISION, problem, repr(revision), named))
+    if signatures.required_by:
+        reasons.extend(_signature_reasons(values, signatures))
 
     if reasons or approved_at is None or policy_problem:
         return GateDecision(approval=None, reasons=tuple(reasons), policy_problem=policy_problem)
@@ -178,9 +222,31 @@ def evaluate_gate(
             risk_acceptance=values[RISK_ACCEPTANCE],
             risk_accepted_by=values[RISK_ACCEPTED_BY],
             conditions=annotations.get(APPROVAL_CONDITIONS, "").strip(),
+            approval_signature=signatures.approval,
+            risk_signature=signatures.risk,
         ),
         reasons=(),
     )
+
+
+def _signature_reasons(values: Mapping[str, str], signatures: Signatures) -> list[GateReason]:
+    """Required signatures that are missing or do not verify."""
+    reasons = []
+    for annotation, check, signer, command in (
+        (APPROVAL_SIGNATURE, signatures.approval, APPROVED_BY, "approve"),
+        (RISK_SIGNATURE, signatures.risk, RISK_ACCEPTED_BY, "accept-risk"),
+    ):
+        who = values.get(signer, f"the {signer} identity")
+        expected = (
+            f"an SSH signature (namespace aigate.dev) by a key registered for {who} over "
+            f"the statement of these annotations (kubectl aigate {command} --sign), required "
+            f"by {signatures.required_by}"
+        )
+        if check is None:
+            reasons.append(GateReason(annotation, "Missing", expected, None))
+        elif not check.verified:
+            reasons.append(GateReason(annotation, "Unverified", expected, check.problem))
+    return reasons
 
 
 def _approved_at(

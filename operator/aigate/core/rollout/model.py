@@ -15,6 +15,7 @@ from aigate.api.v1alpha1 import (
 )
 from aigate.core.analysis import Measurements
 from aigate.core.children import Child, Drift
+from aigate.core.gate import Signatures
 from aigate.core.workloads import Track
 
 # How soon to look again. Changes to the resource itself or its Deployments wake the
@@ -140,6 +141,9 @@ class Inputs:
     # Why the approval policy does not enforce for this resource (`aigate run
     # --require-approval-policy`; core/admission.py), "" when it does or is not required.
     policy_problem: str = ""
+    # The reconciler's checks of the signature annotations against the approver key
+    # registry (I/O); the gate weighs them (required_by is filled in from the spec).
+    signatures: Signatures = field(default_factory=Signatures)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from aigate.api.v1alpha1 import ApprovalRecord, Phase
+from aigate.api.v1alpha1 import ApprovalRecord, Phase, SignatureCheck
 from aigate.core import conditions as cond
 from aigate.core.children import record_of
 from aigate.core.gate import APPROVAL_SOURCE, APPROVED_BY, FROM_GIT, format_rfc3339
@@ -120,6 +120,8 @@ def record_approval(d: Draft) -> None:
             conditions=approval.conditions,
             recorded_at=d.now_iso,
             written_by=writer_of(APPROVED_BY, d.inputs.managed_fields),
+            approval_signature=approval.approval_signature,
+            risk_signature=approval.risk_signature,
         )
         # From the marker only the GitOps identity may set, never from a field-manager name.
         record.asserted_through_git = d.inputs.annotations.get(APPROVAL_SOURCE) == FROM_GIT
@@ -155,4 +157,15 @@ def approval_text(record: ApprovalRecord) -> str:
     )
     if record.asserted_through_git:
         text += f" (asserted through Git by {record.written_by})"
-    return text + (f"; conditions: {record.conditions}" if record.conditions else "")
+    text += f"; conditions: {record.conditions}" if record.conditions else ""
+    for what, check in (("approval", record.approval_signature), ("risk", record.risk_signature)):
+        text += signature_text(what, check)
+    return text
+
+
+def signature_text(what: str, check: SignatureCheck | None) -> str:
+    if check is None:
+        return ""
+    if check.verified:
+        return f"; {what} signed by {check.signer} with key {check.key_fingerprint} (verified)"
+    return f"; {what} signature NOT verified: {check.problem}"

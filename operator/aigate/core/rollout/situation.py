@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from aigate.api.durations import parse_duration
 from aigate.api.v1alpha1 import AIDeploymentSpec
-from aigate.core.gate import GateDecision, evaluate_gate
+from aigate.core.gate import GateDecision, evaluate_gate, signatures_required_by
 from aigate.core.requests import Kind, Request, pending_requests
 from aigate.core.revision import compute_revision
 from aigate.core.rollout.model import Inputs, WorkloadState
@@ -39,6 +40,9 @@ def classify(inputs: Inputs) -> Situation:
             parse_duration(spec.governance.approval_ttl),
             inputs.now,
             policy_problem=inputs.policy_problem or None,
+            signatures=dataclasses.replace(
+                inputs.signatures, required_by=signatures_required_by(spec)
+            ),
         )
         if spec is not None
         else None
