@@ -3,6 +3,8 @@
 aigate run [--namespace NS]... [--metrics-port 9090] [--health-port 8081]
            [--require-approval-policy NAME]
 aigate revision -f manifest.yaml     # the revision an approval must name, offline
+aigate report --from records.json [NAME] [-n NS] [--since DATE] [-o html|md|json]
+                                     # the evidence pack, offline, from exported AIRecords
 """
 
 from __future__ import annotations
@@ -84,6 +86,31 @@ def _cmd_revision(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    import json
+
+    from aigate.report.command import write_report
+    from aigate.report.source import subjects
+
+    try:
+        data = json.loads(Path(args.source).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        print(f"--from {args.source}: cannot read it as JSON: {error}", file=sys.stderr)
+        return 2
+    items = data.get("items") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        print(f"--from {args.source}: expected a List with items (kubectl get airecords -o json)", file=sys.stderr)
+        return 2
+    found = subjects(items)
+    if not args.name and len(found) != 1:
+        names = ", ".join(f"{ns}/{n}" for ns, n in found) or "none"
+        print(f"--from {args.source}: name the AIDeployment (found: {names})", file=sys.stderr)
+        return 2
+    name = args.name or found[0][1]
+    namespace = args.namespace or ""
+    return write_report(items, name, namespace, None, args.since, args.output_format, args.output)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aigate", description="Governed AI model rollouts.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +160,20 @@ def build_parser() -> argparse.ArgumentParser:
     revision.add_argument("-f", "--filename", required=True, help="manifest file, or - for stdin")
     revision.add_argument("-q", "--quiet", action="store_true", help="print only the revision")
     revision.set_defaults(func=_cmd_revision)
+
+    report = sub.add_parser(
+        "report", help="write the evidence report of an AIDeployment from exported AIRecords"
+    )
+    report.add_argument(
+        "--from", dest="source", required=True,
+        help="records exported with kubectl get airecords -o json (a List)",
+    )
+    report.add_argument("name", nargs="?", help="the AIDeployment (needed if the file has several)")
+    report.add_argument("-n", "--namespace", help="its namespace (if names repeat across namespaces)")
+    from aigate.report.command import add_report_arguments
+
+    add_report_arguments(report)
+    report.set_defaults(func=_cmd_report)
     return parser
 
 
