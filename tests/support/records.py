@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -279,3 +279,19 @@ def rollout(
         log.measure(at, "", GOOD, track="stable")
     log.transition(at, "Verifying", "Stable", "WatchCompleted")
     return at
+
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def two_rollouts() -> RecordLog:
+    """2.4.0 approved and promoted; 2.5.0 approved, breaches, rolled back; drift; abort."""
+    log = RecordLog()
+    log.approve(T0, "2.4.0")
+    end = rollout(log, T0 + timedelta(minutes=1))
+    log.approve(end + timedelta(days=2), "2.5.0", by="omar@example.com", signed=False)
+    rollout(log, end + timedelta(days=2, minutes=5), breach_at=4)
+    log.drift(
+        end + timedelta(days=3), "stable: spec.template.spec.containers[server].image differed"
+    )
+    return log

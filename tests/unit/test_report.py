@@ -15,24 +15,10 @@ from aigate.report.charts import MAX_POINTS_PER_TRACK, downsample, render_chart
 from aigate.report.markdown import md
 from aigate.report.model import Point, Series
 from aigate.report.source import check_links, read_items
-from support.records import GOOD, RecordLog, rollout
+from support.records import GOOD, T0, RecordLog, rollout, two_rollouts
 
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 INTACT = ChainCheck(intact=True, problems=())
 NOW = datetime(2026, 4, 1, tzinfo=UTC)
-
-
-def two_rollouts() -> RecordLog:
-    """2.4.0 approved and promoted; 2.5.0 approved, breaches, rolled back; drift; abort."""
-    log = RecordLog()
-    log.approve(T0, "2.4.0")
-    end = rollout(log, T0 + timedelta(minutes=1))
-    log.approve(end + timedelta(days=2), "2.5.0", by="omar@example.com", signed=False)
-    rollout(log, end + timedelta(days=2, minutes=5), breach_at=4)
-    log.drift(
-        end + timedelta(days=3), "stable: spec.template.spec.containers[server].image differed"
-    )
-    return log
 
 
 def build(log: RecordLog, **kwargs: object):
