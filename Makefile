@@ -62,3 +62,4 @@ clean: cluster-down ## stop the cluster and remove the venv (the binary cache st
 
 bench: venv binaries ## benchmarks on the local control plane; results in bench/results/
 	$(PY) bench/governance_latency.py
+	$(PY) bench/report_size.py

@@ -5,6 +5,8 @@ aigate run [--namespace NS]... [--metrics-port 9090] [--health-port 8081]
 aigate revision -f manifest.yaml     # the revision an approval must name, offline
 aigate verify-approval -f manifest.yaml --allowed-signers FILE
                                      # check signed approvals offline, years later
+aigate report --from records.json [NAME] [-n NS] [--since DATE] [-o html|md|json]
+                                     # the evidence pack, offline, from exported AIRecords
 """
 
 from __future__ import annotations
@@ -126,10 +128,14 @@ def _cmd_verify_approval(args: argparse.Namespace) -> int:
         for what, check in (("approval", checks.approval), ("risk acceptance", checks.risk)):
             if check is None:
                 failed = failed or bool(checks.required_by)
-                required = f"required by {checks.required_by}" if checks.required_by else "not required"
+                required = (
+                    f"required by {checks.required_by}" if checks.required_by else "not required"
+                )
                 print(f"  {what}: not signed ({required})")
             elif check.verified:
-                print(f"  {what}: signed by {check.signer} with key {check.key_fingerprint}: verified")
+                print(
+                    f"  {what}: signed by {check.signer} with key {check.key_fingerprint}: verified"
+                )
             else:
                 failed = True
                 print(f"  {what}: signature by {check.signer!r} NOT verified: {check.problem}")
@@ -137,6 +143,34 @@ def _cmd_verify_approval(args: argparse.Namespace) -> int:
         print(f"no {KIND} in {args.filename}", file=sys.stderr)
         return 1
     return 1 if failed else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    import json
+
+    from aigate.report.command import write_report
+    from aigate.report.source import subjects
+
+    try:
+        data = json.loads(Path(args.source).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        print(f"--from {args.source}: cannot read it as JSON: {error}", file=sys.stderr)
+        return 2
+    items = data.get("items") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        print(
+            f"--from {args.source}: expected a List with items (kubectl get airecords -o json)",
+            file=sys.stderr,
+        )
+        return 2
+    found = subjects(items)
+    if not args.name and len(found) != 1:
+        names = ", ".join(f"{ns}/{n}" for ns, n in found) or "none"
+        print(f"--from {args.source}: name the AIDeployment (found: {names})", file=sys.stderr)
+        return 2
+    name = args.name or found[0][1]
+    namespace = args.namespace or ""
+    return write_report(items, name, namespace, None, args.since, args.output_format, args.output)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,6 +243,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="the approver keys (OpenSSH allowed_signers; the registry ConfigMap's data)",
     )
     check.set_defaults(func=_cmd_verify_approval)
+
+    report = sub.add_parser(
+        "report", help="write the evidence report of an AIDeployment from exported AIRecords"
+    )
+    report.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        help="records exported with kubectl get airecords -o json (a List)",
+    )
+    report.add_argument("name", nargs="?", help="the AIDeployment (needed if the file has several)")
+    report.add_argument(
+        "-n", "--namespace", help="its namespace (if names repeat across namespaces)"
+    )
+    from aigate.report.command import add_report_arguments
+
+    add_report_arguments(report)
+    report.set_defaults(func=_cmd_report)
     return parser
 
 

@@ -20,6 +20,9 @@
     kubectl aigate promote NAME [--stage S]    continue a stage waiting for promotion
     kubectl aigate abort   NAME --reason TEXT  roll back now
     kubectl aigate retry   NAME                run a rolled-back revision again
+    kubectl aigate report  NAME [--since DATE] [-o html|md|json] [--output FILE]
+                                               the evidence pack from the AIDeployment's
+                                               AIRecords (also after it was deleted)
 
 Installed as the `kubectl-aigate` console script, so kubectl finds it on PATH. It uses the
 current kubeconfig (or --kubeconfig/--context). Requests only write annotations, exactly as
@@ -43,10 +46,12 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
+from aigate.api.records import RECORD_PLURAL
 from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION, AIDeploymentSpec, HistoryEntry
 from aigate.core import gate, records
 from aigate.core.revision import compute_revision, vouched_content
 from aigate.core.statements import SSHSIG_NAMESPACE, statements_of
+from aigate.report.command import add_report_arguments, write_report
 
 # ---- rendering (pure) ---------------------------------------------------------------------
 
@@ -394,6 +399,33 @@ def _now_value() -> str:
     return gate.format_rfc3339(datetime.now(UTC))
 
 
+# ---- report ------------------------------------------------------------------------------
+
+
+def _report(args: argparse.Namespace, custom: Any, namespace: str) -> int:
+    """Records of NAME in `namespace` (listed from --records-namespace), the AIDeployment as
+    it is now if it still exists, and the report written from them."""
+    listed = custom.list_namespaced_custom_object(
+        GROUP, VERSION, args.records_namespace, RECORD_PLURAL
+    )
+    try:
+        current = _get(custom, namespace, args.name)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        current = None
+    return write_report(
+        listed.get("items") or [],
+        args.name,
+        namespace,
+        current,
+        args.since,
+        args.output_format,
+        args.output,
+        looked_up=True,
+    )
+
+
 # ---- approve -----------------------------------------------------------------------------
 
 MAX_WRITE_ATTEMPTS = 5  # status writes by the operator also move resourceVersion
@@ -601,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         "retry",
         "approve",
         "accept-risk",
+        "report",
     ):
         command = sub.add_parser(name)
         command.add_argument("name", help="the AIDeployment")
@@ -613,6 +646,13 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("--reason", required=True, help="recorded with the request")
         if name == "accept-risk":
             command.add_argument("--reference", required=True, help="the accepted risk record")
+        if name == "report":
+            add_report_arguments(command)
+            command.add_argument(
+                "--records-namespace",
+                default="aigate-system",
+                help="where the operator writes AIRecords (default aigate-system)",
+            )
         if name in ("approve", "accept-risk"):
             command.add_argument(
                 "--by", help="your identity (default: who the cluster says you are)"
@@ -651,6 +691,8 @@ def main(argv: list[str] | None = None) -> int:
     args.namespace = args.sub_namespace or args.namespace
     custom, api = _client(args)
     namespace = _namespace(args)
+    if args.command == "report":  # records outlive the AIDeployment: it may be gone
+        return _report(args, custom, namespace)
     obj = _get(custom, namespace, args.name)
     status = obj.get("status") or {}
 
