@@ -478,6 +478,7 @@ def main() -> int:
             Path(tmp) / "operator.log",
             "--require-approval-policy=aigate-approvals",
             f"--approver-keys={RELEASE_NAMESPACE}/{REGISTRY}",
+            "--require-signed-approval=high",
         )
         try:
             operator.start()

@@ -32,6 +32,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     logs.configure(verbose=args.verbose)
     reconciler.POLICY.allow_unpinned_images = args.allow_unpinned_images
+    reconciler.POLICY.signed_tiers = frozenset(args.require_signed_approval or ())
     handlers.require_approval_policy(args.require_approval_policy)
     if args.approver_keys:
         from aigate.adapters.approver_keys import parse_reference
@@ -204,6 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept image tags for riskTier high (default: high-risk images must be "
         "pinned by digest, <image>@sha256:<digest>)",
+    )
+    run.add_argument(
+        "--require-signed-approval",
+        metavar="TIER",
+        action="append",
+        choices=["minimal", "limited", "high"],
+        help="approvals and risk acceptances of this riskTier must carry verified SSH "
+        "signatures whatever spec.governance.requireSignedApproval says (repeatable; the "
+        "chart sets high)",
     )
     run.add_argument(
         "--require-approval-policy",

@@ -60,6 +60,8 @@ class Policy:
     """Platform-wide settings, made once at start-up (`aigate run` flags)."""
 
     allow_unpinned_images: bool = False
+    # riskTiers whose approvals must be signed whatever spec.governance says
+    signed_tiers: frozenset[str] = frozenset()
 
 
 POLICY = Policy()
@@ -158,6 +160,7 @@ async def reconcile(
         status_error=status_error,
         policy_problem=policy_problem,
         signatures=signatures,
+        signed_tiers=POLICY.signed_tiers,
     )
     plan = rollout.measurement_plan(inputs)
     if plan is not None and spec is not None:

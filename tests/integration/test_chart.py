@@ -101,6 +101,7 @@ def test_rbac_without_watch_namespaces_is_one_cluster_role(cluster):
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert not [a for a in args if a.startswith("--namespace")]
     assert "--require-approval-policy=aigate-approvals" in args
+    assert "--require-signed-approval=high" in args  # the floor no spec can lower
 
 
 def test_rbac_with_watch_namespaces_grants_users_data_only_there(cluster):

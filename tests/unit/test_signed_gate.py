@@ -104,7 +104,7 @@ def test_refusals_say_what_was_expected_and_what_was_found():
     assert "kubectl aigate accept-risk --sign" in text
 
 
-def decide(spec, signatures: gate.Signatures):
+def decide(spec, signatures: gate.Signatures, signed_tiers: frozenset[str] = frozenset()):
     revision = compute_revision(spec)
     return rollout.decide(
         rollout.Inputs(
@@ -116,6 +116,7 @@ def decide(spec, signatures: gate.Signatures):
             observed=rollout.Observed(),
             now=NOW,
             signatures=signatures,
+            signed_tiers=signed_tiers,
         )
     )
 
@@ -154,3 +155,21 @@ def test_a_failing_signature_that_is_not_required_is_recorded_not_enforced():
     assert "approval signature NOT verified: key SHA256:xyz is not registered" in (
         authorized.message
     )
+
+
+@pytest.mark.parametrize("required", [None, True, False])
+def test_the_platform_floor_cannot_be_lowered_by_the_spec(required):
+    spec = spec_with("high", required)
+    expected = "the platform for riskTier high (aigate run --require-signed-approval high)"
+    assert gate.signatures_required_by(spec, frozenset({"high"})) == expected
+    decision = decide(spec, gate.Signatures(), signed_tiers=frozenset({"high"}))
+    assert decision.status.phase == "AwaitingApproval"
+    stalled = get_condition(decision.status.conditions, "Stalled")
+    assert stalled is not None and "aigate.dev/approval-signature" in stalled.message
+    assert "--require-signed-approval high" in stalled.message
+
+
+def test_the_platform_floor_covers_only_its_tiers():
+    assert gate.signatures_required_by(spec_with("limited", None), frozenset({"high"})) == ""
+    decision = decide(spec_with("limited", None), gate.Signatures(), frozenset({"high"}))
+    assert decision.status.phase != "AwaitingApproval"

@@ -115,14 +115,25 @@ class Signatures:
     required_by: str = ""
 
 
-def signatures_required_by(spec: AIDeploymentSpec) -> str:
-    """Why unsigned approvals are insufficient for this spec, or "" when they suffice:
-    spec.governance.requireSignedApproval, or riskTier high when it is unset."""
+def signatures_required_by(
+    spec: AIDeploymentSpec, platform_tiers: frozenset[str] = frozenset()
+) -> str:
+    """Why unsigned approvals are insufficient for this spec, or "" when they suffice: the
+    platform's floor for the spec's risk tier (`aigate run --require-signed-approval TIER`,
+    which no spec can lower), spec.governance.requireSignedApproval, or riskTier high when
+    it is unset."""
+    if spec.model.risk_tier in platform_tiers:
+        return (
+            f"the platform for riskTier {spec.model.risk_tier} "
+            f"(aigate run --require-signed-approval {spec.model.risk_tier})"
+        )
     required = spec.governance.require_signed_approval
     if required is None:
-        return "riskTier high (spec.governance.requireSignedApproval unset)" if (
-            spec.model.risk_tier == "high"
-        ) else ""
+        return (
+            "riskTier high (spec.governance.requireSignedApproval unset)"
+            if (spec.model.risk_tier == "high")
+            else ""
+        )
     return "spec.governance.requireSignedApproval" if required else ""
 
 

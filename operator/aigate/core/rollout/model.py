@@ -144,6 +144,8 @@ class Inputs:
     # The reconciler's checks of the signature annotations against the approver key
     # registry (I/O); the gate weighs them (required_by is filled in from the spec).
     signatures: Signatures = field(default_factory=Signatures)
+    # Risk tiers whose approvals must be signed whatever the spec says (a platform setting).
+    signed_tiers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

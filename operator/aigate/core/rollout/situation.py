@@ -41,7 +41,7 @@ def classify(inputs: Inputs) -> Situation:
             inputs.now,
             policy_problem=inputs.policy_problem or None,
             signatures=dataclasses.replace(
-                inputs.signatures, required_by=signatures_required_by(spec)
+                inputs.signatures, required_by=signatures_required_by(spec, inputs.signed_tiers)
             ),
         )
         if spec is not None
