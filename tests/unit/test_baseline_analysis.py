@@ -84,9 +84,10 @@ def test_no_baseline_is_never_a_pass(baseline, reason):
     assert reason in judgement.reason
 
 
-def test_no_canary_data_is_judged_before_the_baseline():
+def test_no_canary_data_is_judged_before_the_baseline_which_is_still_recorded():
     judgement = judge(metric(**RATIO), QueryOutcome(), baseline=value(0.1), relative=True)
     assert judgement.verdict == "Inconclusive" and "no data" in judgement.reason
+    assert judgement.baseline == 0.1
 
 
 def test_relative_bounds_apply_only_where_a_canary_runs():

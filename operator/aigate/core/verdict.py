@@ -80,22 +80,22 @@ def judge(
     onNoData covers what says there is nothing to measure (an empty result, NaN).
     `relative`: the metric's compareTo bounds apply (a canary stage) and `baseline` is the
     stable track's answer at the same instant."""
+    # The baseline is recorded whatever decides the verdict.
+    stable = _single_value(baseline)[0] if relative and baseline is not None else None
     value, problem = _single_value(outcome)
     if outcome.error:
-        return Judgement(_fallback(metric.on_error), None, f"query failed: {problem}")
+        return Judgement(_fallback(metric.on_error), None, f"query failed: {problem}", stable)
     if len(outcome.samples) > 1:
-        return Judgement(_fallback(metric.on_error), None, problem)
+        return Judgement(_fallback(metric.on_error), None, problem, stable)
     if value is None:
-        return Judgement(_fallback(metric.on_no_data), None, problem)
+        return Judgement(_fallback(metric.on_no_data), None, problem, stable)
     if math.isnan(value):
-        return Judgement(_fallback(metric.on_no_data), value, "NaN (no data in the window)")
+        return Judgement(_fallback(metric.on_no_data), value, "NaN (no data in the window)", stable)
     if math.isinf(value):
-        return Judgement(_fallback(metric.on_error), value, f"{value} is not a measurement")
+        return Judgement(_fallback(metric.on_error), value, f"{value} is not a measurement", stable)
     too_little = _below_traffic_guard(metric, guard)
     if too_little:
-        return Judgement("Inconclusive", value, too_little)
-    # Recorded with both values even when an absolute bound decides.
-    stable = _single_value(baseline)[0] if relative and baseline is not None else None
+        return Judgement("Inconclusive", value, too_little, stable)
     if metric.min is not None and value < metric.min:
         return Judgement("Fail", value, f"{value:g} < min {metric.min:g}", stable)
     if metric.max is not None and value > metric.max:
