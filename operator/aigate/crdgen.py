@@ -60,11 +60,18 @@ class _NoAliasDumper(yaml.SafeDumper):
 
 
 def _tidy_descriptions(node: Any) -> Any:
-    """Docstrings become one-line descriptions (kubectl explain wraps them itself)."""
+    """Docstrings become one-line descriptions (kubectl explain wraps them itself); a JSON
+    schema `const` (a one-value Literal) becomes the one-value `enum` Kubernetes accepts,
+    and `additionalProperties: false` (extra="forbid") goes: a structural schema prunes
+    unknown fields anyway and refuses the two together."""
     if isinstance(node, dict):
+        if node.get("additionalProperties") is False:
+            node = {k: v for k, v in node.items() if k != "additionalProperties"}
         return {
-            key: " ".join(value.split())
+            ("enum" if key == "const" else key): " ".join(value.split())
             if key == "description" and isinstance(value, str)
+            else [value]
+            if key == "const"
             else _tidy_descriptions(value)
             for key, value in node.items()
         }

@@ -369,8 +369,9 @@ class ChildRecord(schema.BaseModel):
 
 class ChildRecords(schema.BaseModel):
     legacy: bool = Field(
-        False, description="Started from a status written before child records: children of "
-        "the revisions it names are taken over until each is recorded."
+        False,
+        description="Started from a status written before child records: children of "
+        "the revisions it names are taken over until each is recorded.",
     )
     stable: schema.Optional[ChildRecord] = None
     canary: schema.Optional[ChildRecord] = None
@@ -556,6 +557,7 @@ class RecordsState(schema.BaseModel):
     last_digest: str = Field("", description="Its digest (the next record's previousDigest).")
     last_approval_sequence: int = Field(0, description="The last ApprovalRecorded record.")
     last_breach_sequence: int = Field(0, description="The last rollback's record.")
+    closed: bool = Field(False, description="DeploymentDeleted was sealed: the chain ends.")
     outbox: list[schema.Dict[str, schema.Any]] = Field(
         default_factory=list, description="Sealed AIRecord specs not yet created."
     )

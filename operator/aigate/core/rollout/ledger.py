@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from aigate.api.records import (
     AIRecordSpec,
     ApprovalRecorded,
+    DeploymentDeleted,
     MeasurementsRecorded,
     RecordSubject,
 )
 from aigate.api.v1alpha1 import AIDeploymentStatus, HistoryEntry, MeasurementRecord
 from aigate.core import records
+from aigate.core.gate import format_rfc3339
 
 MAX_HISTORY = 100
 MAX_HISTORY_BYTES = 32 * 1024
@@ -116,3 +119,29 @@ class Ledger:
             }
         )
         self.append(batch, keep=False)
+
+
+def close_chain(
+    status: AIDeploymentStatus, subject: RecordSubject, now: datetime, expires: datetime
+) -> AIDeploymentStatus:
+    """The status with the chain's last record sealed: the pending measurements, then
+    DeploymentDeleted (the AIDeployment is gone; verify expects this end)."""
+    closed = status.model_copy(deep=True)
+    now_iso = format_rfc3339(now)
+    ledger = Ledger(closed, subject, now_iso, format_rfc3339(expires))
+    phase = closed.phase
+    serving = closed.serving
+    entry = HistoryEntry(
+        time=now_iso,
+        from_phase=phase,
+        to_phase=phase,
+        revision=serving.revision if serving else closed.revision,
+        version=serving.version if serving else "",
+    )
+    ledger.flush(entry)
+    message = f"AIDeployment {subject.namespace}/{subject.name} (uid {subject.uid}) deleted"
+    ledger.append(
+        entry.model_copy(update={"reason": DeploymentDeleted, "message": message}), keep=False
+    )
+    closed.records.closed = True
+    return closed
