@@ -45,6 +45,7 @@ def crd_installed(cluster) -> None:
         "--for=condition=Established",
         "--timeout=60s",
         "crd/aideployments.aigate.dev",
+        "crd/airecords.aigate.dev",
     )
 
 

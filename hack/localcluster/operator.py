@@ -9,7 +9,27 @@ import os
 import sys
 from pathlib import Path
 
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
 from localcluster.processes import Process, free_port, http_ok
+
+# Where `aigate run` keeps its AIRecords and signing key by default outside a cluster (the
+# chart's release namespace in the demo and the chart tests).
+RECORDS_NAMESPACE = "aigate-system"
+
+
+def ensure_namespace(kubeconfig: str, name: str) -> None:
+    """Creates the records namespace when this identity may (an admin kubeconfig); with a
+    restricted identity (the chart's ServiceAccount) helm made it already."""
+    api = config.new_client_from_config(config_file=kubeconfig)
+    try:
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+    except ApiException as error:
+        if error.status not in (403, 409):
+            raise
+    finally:
+        api.close()
 
 
 class OperatorProcess:
@@ -27,6 +47,7 @@ class OperatorProcess:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self, timeout: float = 60) -> OperatorProcess:
+        ensure_namespace(self.kubeconfig, RECORDS_NAMESPACE)
         self.process = Process(
             "aigate-operator",
             [

@@ -1,24 +1,29 @@
 """The `aigate` command.
 
 aigate run [--namespace NS]... [--metrics-port 9090] [--health-port 8081]
-           [--require-approval-policy NAME]
+           [--require-approval-policy NAME] [--records-namespace NS] [--record-retention 400d]
 aigate revision -f manifest.yaml     # the revision an approval must name, offline
 aigate verify-approval -f manifest.yaml --allowed-signers FILE
                                      # check signed approvals offline, years later
 aigate report --from records.json [NAME] [-n NS] [--since DATE] [-o html|md|json]
                                      # the evidence pack, offline, from exported AIRecords
+aigate verify --from records.json [--public-key KEY] [--uid UID] [--last-sequence N]
+                                     # check exported AIRecords offline
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from aigate.api.durations import parse_duration
 from aigate.api.v1alpha1 import GROUP, KIND, AIDeploymentSpec
 from aigate.core.revision import compute_revision
 
@@ -43,6 +48,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(error, file=sys.stderr)
             return 2
     handlers.use_approver_keys(args.approver_keys)
+    handlers.configure_records(args.records_namespace, args.record_retention)
     try:
         config.load_incluster_config()
     except config.ConfigException:
@@ -174,6 +180,48 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return write_report(items, name, namespace, None, args.since, args.output_format, args.output)
 
 
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _own_namespace() -> str:
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "aigate-system"
+    except OSError:
+        return "aigate-system"
+
+
+def _retention(text: str) -> timedelta:
+    """`400d` or a duration (`4380h`, `30s`)."""
+    try:
+        if text.endswith("d") and text[:-1].isdigit():
+            return timedelta(days=int(text[:-1]))
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected e.g. 400d or 4380h: {error}") from None
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from aigate import evidence
+    from aigate.adapters import signing
+    from aigate.core.records import End
+
+    items = json.loads(Path(args.source).read_text()).get("items") or []
+    if args.public_key:
+        public = signing.parse_public_key(Path(args.public_key).read_text())
+        keys = {signing.key_id(public): public}
+    else:
+        keys = evidence.keys_of(items)
+        print("note: using the public keys in the export; pin one with --public-key")
+    uid = args.uid or evidence.the_uid(items)
+    result = evidence.verify(items, uid, keys, End(last_sequence=args.last_sequence))
+    print(evidence.render(result, args.source))
+    return 0 if result.check.intact else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aigate", description="Governed AI model rollouts.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -231,6 +279,19 @@ def build_parser() -> argparse.ArgumentParser:
         "allowed_signers format) holds the keys signed approvals are verified with (the "
         "chart sets it; default: none, so no signature verifies)",
     )
+    run.add_argument(
+        "--records-namespace",
+        default=_own_namespace(),
+        help="namespace of the AIRecords, the record-signing key Secret and the public keys "
+        "ConfigMap (default: the operator's own namespace, else aigate-system)",
+    )
+    run.add_argument(
+        "--record-retention",
+        type=_retention,
+        default=timedelta(days=400),
+        help="how long AIRecords are kept before the operator deletes them, e.g. 400d, 4380h "
+        "(default 400d; EU AI Act Art. 19 asks for at least six months)",
+    )
     run.add_argument("--verbose", "-v", action="store_true")
     run.set_defaults(func=_cmd_run)
 
@@ -271,6 +332,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_arguments(report)
     report.set_defaults(func=_cmd_report)
+
+    verify = sub.add_parser("verify", help="check exported AIRecords (signatures, chain, gaps)")
+    verify.add_argument(
+        "--from", dest="source", required=True, help="`kubectl aigate records NAME -o json` output"
+    )
+    verify.add_argument(
+        "--public-key",
+        help="the operator's public key (OpenSSH or PEM); default: the keys in the export",
+    )
+    verify.add_argument("--uid", help="the AIDeployment's UID (default: the one in the export)")
+    verify.add_argument(
+        "--last-sequence",
+        type=int,
+        default=None,
+        help="the last sequence the AIDeployment's status names (default: the chain must "
+        "end with DeploymentDeleted)",
+    )
+    verify.set_defaults(func=_cmd_verify)
     return parser
 
 

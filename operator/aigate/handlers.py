@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -18,7 +19,9 @@ import kopf
 from aigate import metrics, reconciler
 from aigate.adapters.admission import ApprovalPolicyCheck
 from aigate.adapters.approver_keys import ApproverKeys
-from aigate.adapters.kube import CountingApiClient, KubeAdapter, TransientError
+from aigate.adapters.kube import CountingApiClient, KubeAdapter, RejectedError, TransientError
+from aigate.adapters.records import Recorder, RecordStore
+from aigate.adapters.signing import KeyStore
 from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION
 from aigate.core.workloads import LABEL_OWNER, MANAGED_BY, OPERATOR_NAME
 
@@ -39,6 +42,18 @@ _policy_task: asyncio.Task[None] | None = None
 _approver_keys_ref: str | None = None
 _approver_keys: ApproverKeys | None = None
 _keys_task: asyncio.Task[None] | None = None
+
+
+# `aigate run --records-namespace/--record-retention`: where AIRecords live, how long.
+_records_namespace = "aigate-system"
+_record_retention = timedelta(days=400)
+_recorder: Recorder | None = None
+_sweep_task: asyncio.Task[None] | None = None
+
+
+def configure_records(namespace: str, retention: timedelta) -> None:
+    global _records_namespace, _record_retention
+    _records_namespace, _record_retention = namespace, retention
 
 
 def require_approval_policy(name: str | None) -> None:
@@ -76,6 +91,46 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     _kube = KubeAdapter(
         CountingApiClient(lambda verb, resource: metrics.API_REQUESTS.labels(verb, resource).inc())
     )
+
+
+@kopf.on.startup()
+async def load_record_key(**_: Any) -> None:
+    """The record-signing key (made on first start) and the retention sweep. Without a
+    key no record can be signed: the operator does not start (the error says why)."""
+    global _recorder, _sweep_task  # noqa: PLW0603 (one per process, made at startup)
+    assert _kube is not None
+    keys = KeyStore(_kube.api_client, _records_namespace)
+    signer = await asyncio.to_thread(keys.load_or_create)
+    store = RecordStore(_kube.api_client, _records_namespace)
+    _recorder = Recorder(store=store, signer=signer, retention=_record_retention)
+    _sweep_task = asyncio.create_task(_sweep(store, _record_retention))
+
+
+def sweep_interval(retention: timedelta) -> float:
+    """Often enough that a record outlives its expiresAt by a small part of the retention."""
+    return min(3600.0, max(2.0, retention.total_seconds() / 10))
+
+
+async def _sweep(store: RecordStore, retention: timedelta) -> None:
+    while True:
+        try:
+            deleted = await asyncio.to_thread(store.delete_expired, datetime.now(UTC))
+            if deleted:
+                log.info("deleted %d expired record(s) from %s", deleted, store.namespace)
+        except Exception:
+            log.exception("deleting expired records failed")
+        await asyncio.sleep(sweep_interval(retention))
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def deleted(body: kopf.Body, **_: Any) -> None:
+    """Closes the record chain with DeploymentDeleted; until that is written the finalizer
+    stays (the deletion waits: a deletion is a decision too)."""
+    assert _kube is not None and _recorder is not None
+    try:
+        await reconciler.record_deletion(_kube, _recorder, dict(body))
+    except (TransientError, RejectedError) as error:
+        raise kopf.TemporaryError(str(error), delay=RETRY_AFTER_TRANSIENT_ERROR) from error
 
 
 @kopf.on.startup()
@@ -134,7 +189,7 @@ async def _refresh_keys(keys: ApproverKeys) -> None:
 
 @kopf.on.cleanup()
 async def stop_watching_policy(**_: Any) -> None:
-    for task in (_policy_task, _keys_task):
+    for task in (_policy_task, _keys_task, _sweep_task):
         if task is not None:
             task.cancel()
 
@@ -182,6 +237,7 @@ async def _reconcile_once(kube: KubeAdapter, namespace: str, name: str) -> float
                 name,
                 approval_policy=_policy_check,
                 approver_keys=_approver_keys,
+                recorder=_recorder,
             )
         except TransientError as error:
             metrics.RECONCILES.labels(result="transient-error").inc()

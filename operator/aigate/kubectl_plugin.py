@@ -2,7 +2,14 @@
 
     kubectl aigate status  NAME [-n NS]        phase, stage, approval, latest metrics, recent history
     kubectl aigate history NAME [-n NS]        every recorded decision with its evidence
-    kubectl aigate verify  NAME [-n NS]        check the history's hash chain (tamper evidence)
+    kubectl aigate verify  NAME [-n NS] [--uid UID] [--records-namespace NS]
+                                               check every AIRecord's signature against the
+                                               operator's published key, the chain, and that
+                                               no sequence is missing (start, middle, end);
+                                               --uid for a deleted AIDeployment
+    kubectl aigate records NAME [-n NS] [--uid UID] -o json
+                                               export the records and the public keys (a
+                                               List), for `aigate verify --from` offline
     kubectl aigate approve NAME [--conditions TEXT] [--sign [--key PATH]]
                                                shows model, images, plan, thresholds and the
                                                change against what serves; asks (or --yes);
@@ -46,9 +53,12 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
+from aigate import evidence
+from aigate.adapters import signing
 from aigate.api.records import RECORD_PLURAL
-from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION, AIDeploymentSpec, HistoryEntry
-from aigate.core import gate, records
+from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION, AIDeploymentSpec
+from aigate.core import gate
+from aigate.core.records import End
 from aigate.core.revision import compute_revision, vouched_content
 from aigate.core.statements import SSHSIG_NAMESPACE, statements_of
 from aigate.report.command import add_report_arguments, write_report
@@ -614,6 +624,67 @@ def _keys(args: argparse.Namespace, api: Any) -> int:
     return 0
 
 
+# ---- records: verify and export --------------------------------------------------------------
+
+RECORDS_NAMESPACE = "aigate-system"
+LABEL_SUBJECT_UID = "aigate.dev/subject-uid"
+
+
+def _export(args: argparse.Namespace, api: Any, uid: str) -> dict[str, Any]:
+    """The records of `uid` and the public keys ConfigMap, as a kind: List."""
+    custom = client.CustomObjectsApi(api)
+    items: list[dict[str, Any]] = []
+    token = None
+    while True:
+        page = custom.list_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            args.records_namespace,
+            RECORD_PLURAL,
+            label_selector=f"{LABEL_SUBJECT_UID}={uid}",
+            limit=500,
+            _continue=token,
+        )
+        items.extend(page.get("items") or [])
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            break
+    items.sort(key=lambda i: (i.get("spec") or {}).get("sequence", 0))
+    try:
+        keys = client.CoreV1Api(api).read_namespaced_config_map(
+            signing.PUBLIC_KEYS_CONFIGMAP, args.records_namespace
+        )
+        items.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": keys.metadata.name, "namespace": keys.metadata.namespace},
+                "data": keys.data or {},
+            }
+        )
+    except ApiException as error:
+        if error.status != 404:
+            raise
+    return {"apiVersion": "v1", "kind": "List", "items": items}
+
+
+def _subject(args: argparse.Namespace, custom: Any, namespace: str) -> tuple[str, End]:
+    """The UID whose records to read, and what status says of the chain's end."""
+    if args.uid:
+        return args.uid, End()
+    obj = _get(custom, namespace, args.name)
+    last = ((obj.get("status") or {}).get("records") or {}).get("lastSequence")
+    return obj["metadata"]["uid"], End(last_sequence=int(last) if last is not None else None)
+
+
+def _verify(args: argparse.Namespace, custom: Any, api: Any, namespace: str) -> int:
+    uid, end = _subject(args, custom, namespace)
+    export = _export(args, api, uid)
+    result = evidence.verify(export["items"], uid, evidence.keys_of(export["items"]), end)
+    print(evidence.render(result, f"{namespace}/{args.name}"))
+    return 0 if result.check.intact else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="kubectl aigate",
@@ -628,6 +699,7 @@ def main(argv: list[str] | None = None) -> int:
         "status",
         "history",
         "verify",
+        "records",
         "promote",
         "abort",
         "retry",
@@ -638,6 +710,15 @@ def main(argv: list[str] | None = None) -> int:
         command = sub.add_parser(name)
         command.add_argument("name", help="the AIDeployment")
         command.add_argument("-n", "--namespace", dest="sub_namespace")
+        if name in ("verify", "records"):
+            command.add_argument("--uid", help="the AIDeployment's UID (for a deleted one)")
+            command.add_argument(
+                "--records-namespace",
+                default=RECORDS_NAMESPACE,
+                help=f"where the operator keeps AIRecords (default {RECORDS_NAMESPACE})",
+            )
+        if name == "records":
+            command.add_argument("-o", "--output", choices=["json"], default="json")
         if name == "promote":
             command.add_argument(
                 "--stage", help="the stage to promote past (default: the waiting one)"
@@ -693,6 +774,12 @@ def main(argv: list[str] | None = None) -> int:
     namespace = _namespace(args)
     if args.command == "report":  # records outlive the AIDeployment: it may be gone
         return _report(args, custom, namespace)
+    if args.command == "verify":
+        return _verify(args, custom, api, namespace)
+    if args.command == "records":
+        uid, _ = _subject(args, custom, namespace)
+        print(json.dumps(_export(args, api, uid), indent=1))
+        return 0
     obj = _get(custom, namespace, args.name)
     status = obj.get("status") or {}
 
@@ -700,15 +787,6 @@ def main(argv: list[str] | None = None) -> int:
         print(render_status(obj))
     elif args.command == "history":
         print(render_history(status.get("history") or []))
-    elif args.command == "verify":
-        history = [HistoryEntry.model_validate(e) for e in status.get("history") or []]
-        check = records.verify(history)
-        if check.intact:
-            last = history[-1].digest if history else records.GENESIS
-            print(f"history intact: {len(history)} entries, chain head {last}")
-        else:
-            print("history NOT intact:\n  " + "\n  ".join(check.problems))
-            return 1
     elif args.command in ("approve", "accept-risk"):
         try:
             return _approve(args, custom, api, namespace, obj)

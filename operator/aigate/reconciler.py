@@ -29,6 +29,8 @@ from aigate.adapters.kube import (
     TransientError,
     WriteMode,
 )
+from aigate.adapters.records import Recorder
+from aigate.api.records import AIRecordSpec, RecordSubject
 from aigate.api.v1alpha1 import (
     AIDeploymentSpec,
     AIDeploymentStatus,
@@ -36,6 +38,7 @@ from aigate.api.v1alpha1 import (
     MeasurementRecord,
     SecretKeyRef,
 )
+from aigate.core import conditions as cond
 from aigate.core import gate, rollout
 from aigate.core.analysis import MeasurementPlan, Measurements, MetricResult, unknown_placeholders
 from aigate.core.children import Child, content_digest, record_of
@@ -53,6 +56,12 @@ NO_REGISTRY = (
     "the operator has no approver key registry to verify it with (aigate run --approver-keys "
     "NAMESPACE/NAME)"
 )
+
+
+RECORDED = "RecordsWritten"
+# Phases a decision may still move to while records cannot be written: stopping a canary
+# is the safe direction (its records wait in the outbox); nothing else advances.
+SAFE_WHILE_UNRECORDED = frozenset({"RollingBack", "RolledBack"})
 
 
 @dataclass
@@ -129,14 +138,22 @@ async def reconcile(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     approval_policy: ApprovalPolicyCheck | None = None,
     approver_keys: ApproverKeys | None = None,
+    recorder: Recorder | None = None,
 ) -> Outcome | None:
     body = await asyncio.to_thread(kube.get_aideployment, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
-        return None  # deleted: owner references let the garbage collector clean up
+        return None  # deleted: record_deletion closes the chain; children go by owner refs
     metadata = body["metadata"]
     owner = Owner(name=name, namespace=namespace, uid=metadata["uid"])
     spec, spec_error = parse_spec(body.get("spec"))
     previous, status_error = parse_status(body.get("status"))
+    stored_status = dump_status(previous)
+    unrecorded = ""
+    if recorder is not None and previous.records.outbox:
+        # Left by a round that stopped (or crashed) after its status write: delivered
+        # first; those created leave the outbox with this round's status write.
+        remaining, unrecorded = await asyncio.to_thread(recorder.deliver, previous.records.outbox)
+        previous.records.outbox = remaining
     observed = await asyncio.to_thread(
         kube.observe, owner, previous.children, _known_revisions(previous)
     )
@@ -161,6 +178,8 @@ async def reconcile(
         policy_problem=policy_problem,
         signatures=signatures,
         signed_tiers=POLICY.signed_tiers,
+        uid=metadata["uid"],
+        record_retention=recorder.retention if recorder is not None else RETENTION,
     )
     plan = rollout.measurement_plan(inputs)
     if plan is not None and spec is not None:
@@ -170,8 +189,15 @@ async def reconcile(
     context = {"aideployment": f"{namespace}/{name}", "revision": decision.status.revision}
     if decision.conditions_only:
         return await _report_unreadable_status(kube, body, decision, context)
+    context["uid"] = owner.uid
+    if unrecorded and decision.status.phase not in SAFE_WHILE_UNRECORDED:
+        return await _hold_unrecorded(kube, body, previous, unrecorded, context, inputs)
+    if recorder is not None:
+        records_state = decision.status.records
+        records_state.outbox = recorder.sign_outbox(records_state.outbox)
+    _mark_recorded(decision.status, unrecorded, inputs)
     new_status = dump_status(decision.status)
-    if new_status != dump_status(previous):
+    if new_status != stored_status:
         written = await asyncio.to_thread(
             kube.patch_status, namespace, name, metadata["resourceVersion"], new_status
         )
@@ -181,12 +207,19 @@ async def reconcile(
     # Audit lines only for what status now holds: a dropped round recorded nothing.
     _audit(context, decision)
     _log_decision(context, decision)
+    events = decision.events
+    if recorder is not None and decision.status.records.outbox:
+        problem = await _deliver(kube, recorder, owner, decision.status.records.outbox)
+        if problem and decision.status.phase not in SAFE_WHILE_UNRECORDED:
+            # The decision stands in status; its children wait for its records.
+            log.warning("records not written: %s", problem, extra=context)
+            event = rollout.Event("Warning", "RecordsNotWritten", _unrecorded_text(problem))
+            return Outcome(body=body, events=(*events, event), requeue_after=5.0)
     model_name = _model_name(spec, decision.status)
 
     refused = await _apply_all(
         kube, owner, model_name, decision, inputs.generation, now(), observed
     )
-    events = decision.events
     if refused is not None:
         log.warning("apply refused: %s", refused.message, extra=context)
         events = (*events, rollout.Event("Warning", "ApplyRefused", refused.message))
@@ -423,13 +456,11 @@ def _model_name(spec: AIDeploymentSpec | None, status: AIDeploymentStatus) -> st
 
 
 def _audit(context: dict[str, str], decision: rollout.Decision) -> None:
-    """One JSON line per new history entry (with its digest) and per measurement; the
-    measurements are logged whole, so entries leave their evidence out."""
-    for entry in decision.new_history:
-        audit.info(
-            "history",
-            extra={**context, "entry": entry.model_dump(by_alias=True, exclude={"evidence"})},
-        )
+    """One JSON line per new record (resource uid, sequence, digest) and per measurement;
+    the measurements are logged whole, so records leave their evidence out. A log store
+    holding these lines can tell a record removed or rewritten in the cluster."""
+    for record in decision.new_records:
+        _audit_record(context, record)
     for record in decision.new_measurements:
         audit.info(
             "measurement", extra={**context, "measurement": record.model_dump(by_alias=True)}
@@ -450,3 +481,126 @@ def _log_decision(context: dict[str, str], decision: rollout.Decision) -> None:
         log.log(
             level, "%s: %s", event.reason, event.message, extra={**fields, "reason": event.reason}
         )
+
+
+def _audit_record(context: dict[str, str], record: AIRecordSpec) -> None:
+    audit.info(
+        "record",
+        extra={
+            **context,
+            "sequence": record.sequence,
+            "digest": record.digest,
+            "previousDigest": record.previous_digest,
+            "record": record.model_dump(
+                mode="json", by_alias=True, exclude={"evidence", "content", "signature"}
+            ),
+        },
+    )
+
+
+# ---- records: delivery, holding, the deletion record -----------------------------------------
+
+RETENTION = rollout.Inputs.__dataclass_fields__["record_retention"].default
+
+
+def _unrecorded_text(problem: str) -> str:
+    return (
+        f"audit records could not be written ({problem}); the rollout does not advance on "
+        f"unrecorded decisions (a rollback still proceeds) until they are"
+    )
+
+
+def _mark_recorded(status: AIDeploymentStatus, problem: str, inputs: rollout.Inputs) -> None:
+    """Condition RecordsWritten: False while records wait; True again once they are written."""
+    held = cond.get_condition(status.conditions, RECORDED)
+    if problem or (held is not None and held.status == "False"):
+        status.conditions = cond.set_condition(
+            status.conditions,
+            RECORDED,
+            not problem,
+            "RecordsUndelivered" if problem else "RecordsDelivered",
+            _unrecorded_text(problem) if problem else "every record is written",
+            format_rfc3339(inputs.now),
+            inputs.generation,
+        )
+
+
+async def _deliver(
+    kube: KubeAdapter, recorder: Recorder, owner: Owner, outbox: list[dict[str, Any]]
+) -> str:
+    """Creates the outbox's records and removes those created from it; "" or why not."""
+    remaining, problem = await asyncio.to_thread(recorder.deliver, outbox)
+    if len(remaining) != len(outbox):
+        await asyncio.to_thread(
+            kube.patch_status,
+            owner.namespace,
+            owner.name,
+            None,
+            {"records": {"outbox": remaining}},
+        )
+    return problem
+
+
+async def _hold_unrecorded(
+    kube: KubeAdapter,
+    body: dict[str, Any],
+    previous: AIDeploymentStatus,
+    problem: str,
+    context: dict[str, str],
+    inputs: rollout.Inputs,
+) -> Outcome:
+    """Records of earlier decisions could not be written: nothing new is decided or applied
+    (status keeps its outbox); only the condition says why."""
+    status = previous.model_copy(deep=True)
+    _mark_recorded(status, problem, inputs)
+    conditions = [c.model_dump(mode="json", by_alias=True) for c in status.conditions]
+    await asyncio.to_thread(
+        kube.patch_status,
+        body["metadata"]["namespace"],
+        body["metadata"]["name"],
+        None,
+        {"conditions": conditions},
+    )
+    log.warning("records not written, holding: %s", problem, extra=context)
+    event = rollout.Event("Warning", "RecordsNotWritten", _unrecorded_text(problem))
+    return Outcome(body=body, events=(event,), requeue_after=5.0)
+
+
+async def record_deletion(
+    kube: KubeAdapter,
+    recorder: Recorder,
+    body: dict[str, Any],
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> None:
+    """Closes the chain of a deleted AIDeployment with DeploymentDeleted, through the same
+    outbox (sealed with a guarded status write, then created). Raises TransientError until
+    done, so kopf keeps the finalizer and tries again."""
+    metadata = body["metadata"]
+    namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
+    status, problem = parse_status(body.get("status"))
+    if problem:
+        raise TransientError(f"status of {namespace}/{name} unreadable: {problem}")
+    if not status.records.closed:
+        subject = RecordSubject(namespace=namespace, name=name, uid=uid)
+        at = now()
+        closed = rollout.close_chain(status, subject, at, at + recorder.retention)
+        closed.records.outbox = recorder.sign_outbox(closed.records.outbox)
+        written = await asyncio.to_thread(
+            kube.patch_status,
+            namespace,
+            name,
+            metadata["resourceVersion"],
+            {"records": dump_status(closed)["records"]},
+        )
+        if not written:
+            raise TransientError(f"status of {namespace}/{name} changed: closing again")
+        for record in closed.records.outbox[len(status.records.outbox) :]:
+            _audit_record(
+                {"aideployment": f"{namespace}/{name}", "uid": uid},
+                AIRecordSpec.model_validate(record),
+            )
+        status = closed
+    owner = Owner(name=name, namespace=namespace, uid=uid)
+    problem = await _deliver(kube, recorder, owner, status.records.outbox)
+    if problem:
+        raise TransientError(f"closing records of {namespace}/{name}: {problem}")

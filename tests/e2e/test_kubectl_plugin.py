@@ -114,16 +114,31 @@ def test_approve_status_promote_and_history_through_kubectl(
     assert history.count("StagePassed") == 3
     assert "error-rate: Pass value 0.001 (<= 0.01)" in history
 
-    assert "history intact" in kubectl_aigate(cluster, "verify", NAME, "-n", namespace)
-    # Someone with write access to status rewrites a recorded decision: the chain shows it.
-    history = aid.status()["history"]
-    index = next(i for i, e in enumerate(history) if e["reason"] == "StagePassed")
-    history[index]["evidence"][0]["value"] = "0.000001"
-    aid.custom.patch_namespaced_custom_object_status(
-        "aigate.dev", "v1alpha1", namespace, "aideployments", NAME, {"status": {"history": history}}
+    wait_for(
+        lambda: not (aid.status().get("records") or {}).get("outbox"),
+        timeout=60,
+        what="every record written",
+    )
+    assert "records intact" in kubectl_aigate(cluster, "verify", NAME, "-n", namespace)
+    # Someone rewrites a recorded decision's evidence in its AIRecord: verify names it.
+    uid = aid.get()["metadata"]["uid"]
+    found = aid.custom.list_namespaced_custom_object(
+        "aigate.dev",
+        "v1alpha1",
+        "aigate-system",
+        "airecords",
+        label_selector=f"aigate.dev/subject-uid={uid}",
+    )["items"]
+    passed = next(
+        r for r in found if r["spec"]["reason"] == "StagePassed" and r["spec"]["evidence"]
+    )
+    passed["spec"]["evidence"][0]["value"] = "0.000001"
+    aid.custom.replace_namespaced_custom_object(
+        "aigate.dev", "v1alpha1", "aigate-system", "airecords", passed["metadata"]["name"], passed
     )
     out = kubectl_aigate(cluster, "verify", NAME, "-n", namespace, expect=1)
-    assert "NOT intact" in out and f"entry {index}" in out and "altered" in out
+    sequence = passed["spec"]["sequence"]
+    assert "NOT intact" in out and f"sequence {sequence} (" in out and "altered" in out
 
 
 def test_approve_shows_what_it_approves_and_refuses_a_spec_changed_meanwhile(

@@ -56,10 +56,15 @@ def test_chart_lints_and_renders_a_non_root_single_replica_operator(cluster):
 
 
 def test_chart_crd_is_the_generated_one_and_survives_uninstall(cluster):
-    (crd,) = by_kind(rendered(cluster), "CustomResourceDefinition")
-    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    del crd["metadata"]["annotations"]
-    assert crd == yaml.safe_load(crdgen.render())
+    crds = {
+        c["metadata"]["name"]: c for c in by_kind(rendered(cluster), "CustomResourceDefinition")
+    }
+    assert set(crds) == {"aideployments.aigate.dev", "airecords.aigate.dev"}
+    for which in ("aideployments", "airecords"):
+        crd = crds[f"{which}.aigate.dev"]
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        del crd["metadata"]["annotations"]
+        assert crd == yaml.safe_load(crdgen.render(which))
     assert not by_kind(rendered(cluster, "crds.install=false"), "CustomResourceDefinition")
 
 
@@ -92,11 +97,14 @@ def test_rbac_without_watch_namespaces_is_one_cluster_role(cluster):
     docs = rendered(cluster, "rbac.readSecrets=true")
     (role,) = by_kind(docs, "ClusterRole")
     assert granted(role) >= USER_DATA
-    # the only Role: reading the approver key registry in the release namespace
-    assert [(r["metadata"]["name"], r["metadata"]["namespace"]) for r in by_kind(docs, "Role")] == [
-        ("aigate-approver-keys", RELEASE_NAMESPACE)
-    ]
-    assert len(by_kind(docs, "RoleBinding")) == 1
+    # The only Roles: in the release namespace (the approver key registry's reader and the
+    # records namespace's), none in users' namespaces.
+    assert {r["metadata"]["namespace"] for r in by_kind(docs, "Role")} == {RELEASE_NAMESPACE}
+    assert {r["metadata"]["name"] for r in by_kind(docs, "Role")} == {
+        "aigate-approver-keys",
+        "aigate-records",
+        "aigate-record-readers",
+    }
     (deployment,) = by_kind(docs, "Deployment")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert not [a for a in args if a.startswith("--namespace")]
@@ -120,7 +128,7 @@ def test_rbac_with_watch_namespaces_grants_users_data_only_there(cluster):
         "validatingadmissionpolicybindings",
     }
     assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in cluster_role["rules"])
-    roles = [r for r in by_kind(docs, "Role") if r["metadata"]["name"] != "aigate-approver-keys"]
+    roles = [r for r in by_kind(docs, "Role") if r["metadata"]["namespace"] != RELEASE_NAMESPACE]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
         assert granted(role) == USER_DATA
@@ -132,7 +140,7 @@ def test_rbac_with_watch_namespaces_grants_users_data_only_there(cluster):
             "resourceNames": ["prom"],
         }
     bindings = [
-        b for b in by_kind(docs, "RoleBinding") if b["metadata"]["name"] != "aigate-approver-keys"
+        b for b in by_kind(docs, "RoleBinding") if b["metadata"]["namespace"] != RELEASE_NAMESPACE
     ]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for binding in bindings:
@@ -145,7 +153,9 @@ def test_rbac_with_watch_namespaces_grants_users_data_only_there(cluster):
             {"kind": "ServiceAccount", "name": "aigate", "namespace": RELEASE_NAMESPACE}
         ]
     without_secrets = rendered(cluster, "watchNamespaces={team-a}")
-    assert all("secrets" not in granted(r) for r in by_kind(without_secrets, "Role"))
+    # (the records Role in the release namespace reads the signing key's Secret by name only)
+    users = [r for r in by_kind(without_secrets, "Role") if r["metadata"]["namespace"] == "team-a"]
+    assert users and all("secrets" not in granted(r) for r in users)
 
 
 def test_fail_closed_is_on_by_default_and_can_be_turned_off(cluster):
@@ -170,7 +180,9 @@ def chart_identity(cluster, tmp_path):
     docs = [
         d
         for d in rendered(cluster)
-        if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+        # Roles too: the records namespace's (AIRecords, the signing key, the public keys).
+        if d["kind"]
+        in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
     ]
     manifest = tmp_path / "rbac.yaml"
     manifest.write_text(yaml.safe_dump_all(docs))

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aigate.api.records import AIRecordSpec
 from aigate.api.v1alpha1 import (
     AIDeploymentSpec,
     AIDeploymentStatus,
@@ -122,6 +123,8 @@ class World:
     conflicts: tuple[str, ...] = ()
     faults: Faults = dataclasses.field(default_factory=Faults)
     decisions: list[rollout.Decision] = dataclasses.field(default_factory=list)
+    # The AIRecords delivered from status.records.outbox, as the reconciler creates them.
+    delivered: list[Any] = dataclasses.field(default_factory=list)
     plans: list[Any] = dataclasses.field(default_factory=list)  # MeasurementPlans served
     served: list[tuple[Any, tuple[QueryOutcome, ...]]] = dataclasses.field(default_factory=list)
     min_stable_ready: int | None = None  # lowest stable Ready count seen while a canary ran
@@ -171,6 +174,7 @@ class World:
             now=self.now,
             name="fraud-scorer",
             namespace="risk",
+            uid="0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
             measurements=measurements,
             policy_problem=self.policy_problem,
         )
@@ -204,10 +208,19 @@ class World:
         self.last_inputs = inputs
         self.decisions.append(decision)
         self.status = decision.status
+        self._deliver_records()
         self._act(decision.actions)
         self._watch_stable_strength()
         self.tick(advance)
         return decision
+
+    def _deliver_records(self) -> None:
+        """What the reconciler does after the status write: the outbox becomes records."""
+        outbox = self.status.records.outbox
+        if outbox:
+            self.delivered.extend(AIRecordSpec.model_validate(r) for r in outbox)
+            self.status = self.status.model_copy(deep=True)  # the decision stays as made
+            self.status.records.outbox = []
 
     def tick(self, advance: timedelta) -> None:
         for name in [n for n, d in self.deployments.items() if d.terminating]:

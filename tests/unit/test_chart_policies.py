@@ -12,7 +12,13 @@ import yaml
 from support.chart import render_chart
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "aigate"
-POLICIES = ("aigate-approvals", "aigate-status", "aigate-children", "aigate-approver-keys")
+POLICIES = (
+    "aigate-approvals",
+    "aigate-status",
+    "aigate-children",
+    "aigate-approver-keys",
+    "aigate-records",
+)
 
 
 def render(binaries: Path, *sets: str) -> list[dict]:
@@ -41,7 +47,13 @@ def test_every_policy_is_rendered_by_default_with_a_denying_binding(binaries):
     for name, binding in bindings(docs).items():
         assert binding["spec"]["policyName"] == name
         assert binding["spec"]["validationActions"] == ["Deny"]
-        assert binding["spec"]["matchResources"] == {"namespaceSelector": {}}
+        # The records policy binds the records namespace (the release's) only.
+        selector = (
+            {"matchLabels": {"kubernetes.io/metadata.name": "aigate-system"}}
+            if name == "aigate-records"
+            else {}
+        )
+        assert binding["spec"]["matchResources"] == {"namespaceSelector": selector}
     assert set(bindings(docs)) == set(POLICIES)
     for policy in policies(docs).values():
         assert policy["spec"]["failurePolicy"] == "Fail"
@@ -62,6 +74,17 @@ def test_status_and_children_are_written_only_by_the_charts_service_account(bina
     assert resources == {"deployments", "replicasets", "pods"}  # no subresources
     assert "system:serviceaccount:kube-system:replicaset-controller" in expressions(children)
     assert "aigate.dev/aideployment" in children["spec"]["matchConditions"][0]["expression"]
+
+
+def test_records_are_append_only_and_written_by_the_operator_alone(binaries):
+    records = policies(render(binaries))["aigate-records"]
+    text = expressions(records)
+    assert "request.operation != 'UPDATE' || request.resource.resource != 'airecords'" in text
+    assert "request.operation != 'CREATE' || request.userInfo.username in " in text
+    assert '"system:serviceaccount:kube-system:namespace-controller"' in text
+    rules = records["spec"]["matchConstraints"]["resourceRules"]
+    assert rules[0]["resources"] == ["airecords"]
+    assert rules[1]["resourceNames"] == ["aigate-record-signing-key", "aigate-record-keys"]
 
 
 def test_groups_follow_the_values(binaries):
@@ -88,6 +111,7 @@ def test_groups_follow_the_values(binaries):
         ("statusPolicy.enabled=false", "aigate-status"),
         ("childrenPolicy.enabled=false", "aigate-children"),
         ("approverKeys.enabled=false", "aigate-approver-keys"),
+        ("records.policy=false", "aigate-records"),
     ],
 )
 def test_each_policy_can_be_turned_off(binaries, setting, gone):
@@ -115,7 +139,9 @@ def test_the_approver_key_registry_is_kept_written_by_platform_admins_and_read_b
         "matchLabels": {"kubernetes.io/metadata.name": "aigate-system"}
     }
     assert 'g in ["aigate:platform-admins"]' in expressions(policy)
-    (role,) = [d for d in docs if d["kind"] == "Role"]
+    (role,) = [
+        d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "aigate-approver-keys"
+    ]
     assert role["rules"] == [
         {
             "apiGroups": [""],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -12,7 +13,7 @@ from aigate.api.v1alpha1 import AIDeploymentStatus, ApplyError, ApprovalRecord
 from aigate.core import gate, rollout
 from aigate.core.conditions import get_condition
 from aigate.core.revision import compute_revision
-from aigate.core.rollout.draft import MAX_HISTORY
+from aigate.core.rollout.ledger import MAX_HISTORY, MAX_HISTORY_BYTES
 from support.factories import approval_annotations, approved_for, spec_dict, spec_model
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -320,7 +321,11 @@ def test_history_is_bounded():
     for i in range(MAX_HISTORY + 20):
         wrong = approval_annotations(f"rev{i}", NOW - timedelta(hours=1))
         status = rollout.decide(inputs(spec=spec, annotations=wrong, status=status)).status
-    assert len(status.history) == MAX_HISTORY
+    assert len(status.history) <= MAX_HISTORY
+    history = [e.model_dump(mode="json", by_alias=True) for e in status.history]
+    assert len(json.dumps(history)) <= MAX_HISTORY_BYTES
+    # Nothing is lost: every entry is a record, and the chain head moved with each.
+    assert status.records.last_sequence == len(status.records.outbox) >= MAX_HISTORY + 20
 
 
 # ---- properties -------------------------------------------------------------------------

@@ -649,8 +649,28 @@ class HistoryEntry(schema.BaseModel):
     reason: str = ""
     message: str = ""
     evidence: list[MeasurementRecord] = Field(default_factory=list)
-    previous_digest: str = Field("", description="digest of the entry before this one")
-    digest: str = Field("", description="SHA-256 of this entry chained to previousDigest")
+    sequence: int = Field(0, description="The sequence of the AIRecord that holds this entry.")
+    previous_digest: str = Field("", description="previousDigest of that AIRecord")
+    digest: str = Field("", description="digest of that AIRecord")
+
+
+class RecordsState(schema.BaseModel):
+    """Where the AIDeployment's chain of AIRecords stands (aigate.api.records). A
+    decision's records are sealed into `outbox` with the decision's own status write, then
+    created as AIRecord objects and removed from it: a crash in between loses nothing."""
+
+    last_sequence: int = Field(0, description="Sequence of the last record sealed.")
+    last_digest: str = Field("", description="Its digest (the next record's previousDigest).")
+    last_approval_sequence: int = Field(0, description="The last ApprovalRecorded record.")
+    last_breach_sequence: int = Field(0, description="The last rollback's record.")
+    closed: bool = Field(False, description="DeploymentDeleted was sealed: the chain ends.")
+    outbox: list[schema.Dict[str, schema.Any]] = Field(
+        default_factory=list, description="Sealed AIRecord specs not yet created."
+    )
+    pending_measurements: list[MeasurementRecord] = Field(
+        default_factory=list,
+        description="Measurements not yet in a record (flushed at each transition and by size).",
+    )
 
 
 class AIDeploymentStatus(schema.BaseModel):
@@ -705,7 +725,11 @@ class AIDeploymentStatus(schema.BaseModel):
     requests: Requests = Field(default_factory=Requests)
     recent_measurements: list[MeasurementRecord] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
-    history: list[HistoryEntry] = Field(default_factory=list)
+    records: RecordsState = Field(default_factory=RecordsState)
+    history: list[HistoryEntry] = Field(
+        default_factory=list,
+        description="The latest decisions (bounded in bytes); the AIRecords hold them all.",
+    )
 
 
 class AIDeployment(

@@ -8,6 +8,7 @@ allowed transition), model (inputs and outputs). See docs/state-machine.md.
 
 from aigate.core.rollout.decide import decide, measurement_plan, unreadable_status
 from aigate.core.rollout.effects import canary_replicas
+from aigate.core.rollout.ledger import close_chain
 from aigate.core.rollout.model import (
     REQUEUE_AT_REST,
     REQUEUE_NOW,
@@ -42,6 +43,7 @@ __all__ = [
     "WorkloadState",
     "action_track",
     "canary_replicas",
+    "close_chain",
     "decide",
     "measurement_plan",
     "unreadable_status",

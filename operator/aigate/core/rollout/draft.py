@@ -8,15 +8,16 @@ previous phase had planned (the new phase decides its own).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from aigate.api.durations import parse_duration
+from aigate.api.records import RecordedRequest, RecordSubject
 from aigate.api.v1alpha1 import HistoryEntry, MeasurementRecord, Phase, Transition
 from aigate.core import conditions as cond
-from aigate.core import records
 from aigate.core.gate import format_rfc3339, parse_rfc3339
 from aigate.core.requests import Kind, Request, handled, remember
 from aigate.core.rollout import table
+from aigate.core.rollout.ledger import Ledger
 from aigate.core.rollout.model import (
     REQUEUE_AT_REST,
     REQUEUE_NOW,
@@ -26,7 +27,6 @@ from aigate.core.rollout.model import (
 )
 from aigate.core.rollout.situation import Situation
 
-MAX_HISTORY = 100
 MAX_RECENT_MEASUREMENTS = 30
 EventType = Literal["Normal", "Warning"]
 
@@ -47,7 +47,13 @@ class Draft:
         self.requeue = REQUEUE_AT_REST
         self.moved = False
         self.new_measurements: list[MeasurementRecord] = []
-        self.new_history: list[HistoryEntry] = []
+        inputs = self.inputs
+        self.ledger = Ledger(
+            self.status,
+            RecordSubject(namespace=inputs.namespace, name=inputs.name, uid=inputs.uid),
+            self.now_iso,
+            format_rfc3339(self.now + inputs.record_retention),
+        )
 
     # ---- facts ---------------------------------------------------------------------------
 
@@ -100,6 +106,7 @@ class Draft:
     ) -> None:
         source = self.status.phase
         table.check(source, target, reason)
+        self.ledger.flush(self._entry(source, source, "", "", (), None))
         self.status.phase = target
         self.status.last_transition = Transition(
             from_phase=source, to_phase=target, reason=reason, message=message, time=self.now_iso
@@ -125,10 +132,12 @@ class Draft:
         event_type: EventType = "Normal",
         evidence: Sequence[MeasurementRecord] = (),
         subject: tuple[str, str] | None = None,
+        **facts: Any,
     ) -> None:
-        """Records a fact (no phase change) in the history and as an Event."""
+        """Records a fact (no phase change) in the history and as an Event; `facts` go to
+        its record only (record_reason, content, approval, request: aigate.api.records)."""
         phase = self.status.phase
-        self._history(phase, phase, reason, message, evidence, subject)
+        self._history(phase, phase, reason, message, evidence, subject, **facts)
         self.events.append(Event(event_type, reason, message))
 
     def pending(self, kind: Kind) -> Request | None:
@@ -147,7 +156,14 @@ class Draft:
         s.handled_requests = remember(s.handled_requests, request)
         setattr(s.requests, request.kind, handled(request, self.now_iso, outcome))
         by = f" (by {request.by})" if request.by else ""
-        self.note("RequestHandled", f"aigate.dev/{request.kind}={request.value!r}{by}: {outcome}")
+        recorded = RecordedRequest(
+            kind=request.kind, value=request.value, by=request.by, outcome=outcome
+        )
+        self.note(
+            "RequestHandled",
+            f"aigate.dev/{request.kind}={request.value!r}{by}: {outcome}",
+            request=recorded,
+        )
 
     def subject_of_spec(self) -> tuple[str, str]:
         return self.sit.revision, self.spec.model.version if self.spec else ""
@@ -170,9 +186,22 @@ class Draft:
         message: str,
         evidence: Sequence[MeasurementRecord],
         subject: tuple[str, str] | None,
+        **facts: Any,
     ) -> None:
+        entry = self._entry(source, target, reason, message, evidence, subject)
+        self.ledger.append(entry, **facts)
+
+    def _entry(
+        self,
+        source: str,
+        target: str,
+        reason: str,
+        message: str,
+        evidence: Sequence[MeasurementRecord],
+        subject: tuple[str, str] | None,
+    ) -> HistoryEntry:
         revision, version = subject or self.subject()
-        entry = HistoryEntry(
+        return HistoryEntry(
             time=self.now_iso,
             from_phase=source,
             to_phase=target,
@@ -183,9 +212,6 @@ class Draft:
             message=message,
             evidence=list(evidence),
         )
-        entry = records.seal(entry, self.status.history)
-        self.new_history.append(entry)
-        self.status.history = [*self.status.history, entry][-MAX_HISTORY:]
 
     def _stage(self) -> str:
         """The stage a record is about: the rollout's current one while stages run."""
@@ -196,6 +222,8 @@ class Draft:
 
     def measured(self, new: Sequence[MeasurementRecord]) -> None:
         self.new_measurements.extend(new)
+        phase = self.status.phase
+        self.ledger.measured(new, self._entry(phase, phase, "", "", (), None))
         recent = [*self.status.recent_measurements, *new]
         self.status.recent_measurements = recent[-MAX_RECENT_MEASUREMENTS:]
 
@@ -232,5 +260,6 @@ class Draft:
             events=tuple(self.events),
             requeue_after=self.requeue,
             new_measurements=tuple(self.new_measurements),
-            new_history=tuple(self.new_history),
+            new_history=tuple(self.ledger.new_history),
+            new_records=tuple(self.ledger.new),
         )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from aigate.api.records import AIRecordSpec
 from aigate.api.v1alpha1 import (
     AIDeploymentSpec,
     AIDeploymentStatus,
@@ -146,6 +147,9 @@ class Inputs:
     signatures: Signatures = field(default_factory=Signatures)
     # Risk tiers whose approvals must be signed whatever the spec says (a platform setting).
     signed_tiers: frozenset[str] = frozenset()
+    uid: str = ""
+    # How long AIRecords are kept (`aigate run --record-retention`): their expiresAt.
+    record_retention: timedelta = timedelta(days=400)
 
 
 @dataclass(frozen=True)
@@ -156,5 +160,7 @@ class Decision:
     requeue_after: float = REQUEUE_AT_REST
     new_measurements: tuple[MeasurementRecord, ...] = ()
     new_history: tuple[HistoryEntry, ...] = ()
+    # The AIRecords this decision sealed (also in status.records.outbox, unsigned).
+    new_records: tuple[AIRecordSpec, ...] = ()
     # True when only status.conditions may be written (the stored status was unreadable).
     conditions_only: bool = False

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from aigate.api.records import ApprovalRecorded, RecordedApproval
 from aigate.api.v1alpha1 import ApprovalRecord, Phase, SignatureCheck
 from aigate.core import conditions as cond
 from aigate.core.children import record_of
 from aigate.core.gate import APPROVAL_SOURCE, APPROVED_BY, FROM_GIT, format_rfc3339
 from aigate.core.requests import writer_of
+from aigate.core.revision import vouched_content
 from aigate.core.rollout.draft import Draft
 
 
@@ -131,7 +133,16 @@ def record_approval(d: Draft) -> None:
         )
         if not same:
             s.approval = record
-            d.note("Approved", approval_text(record), subject=d.subject_of_spec())
+            # The record carries the approved content (the model's facts, the plan) and
+            # the approval field by field, signatures included when the gate checked them.
+            d.note(
+                "Approved",
+                approval_text(record),
+                subject=d.subject_of_spec(),
+                record_reason=ApprovalRecorded,
+                content=vouched_content(d.spec) if d.spec is not None else None,
+                approval=RecordedApproval.model_validate(record.model_dump()),
+            )
     authorised = d.authorised()
     if gate is not None and gate.is_open:
         reason = "Approved"
