@@ -40,6 +40,8 @@ from localcluster.operator import OperatorProcess
 ROOT = Path(__file__).resolve().parents[1]
 NAME, NAMESPACE = "fraud-scorer", "risk-ml"
 RELEASE_NAMESPACE = "aigate-system"
+# Outside the demo's temporary directory, so the report is still there to open afterwards.
+REPORT_DIR = Path(tempfile.gettempdir()) / "aigate-demo"
 REGISTRY = "aigate-approver-keys"
 # The chart's RBAC (the operator's ServiceAccount) and its admission policies.
 CHART_KINDS = (
@@ -391,6 +393,33 @@ def run(demo: Demo) -> None:
     )
     for event in sorted(events, key=lambda e: e.metadata.creation_timestamp)[-6:]:
         say(f"    {event.type:<8} {event.reason:<22} {event.message[:100]}")
+
+    step(5, "The evidence: signed records outside status, verified, and the auditor's report")
+    demo.show(
+        "get",
+        "airecords",
+        "-n",
+        RELEASE_NAMESPACE,
+        "-l",
+        f"aigate.dev/subject-uid={demo.aid()['metadata']['uid']}",
+    )
+    report = REPORT_DIR / f"aigate-report-{NAMESPACE}-{NAME}.html"
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    for command in (
+        ("verify", NAME),
+        ("report", NAME, "-o", "html", "--output", str(report)),
+    ):
+        say(f"$ kubectl aigate {' '.join(command)}")
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = kubectl_plugin.main(
+                ["--kubeconfig", demo.cluster.info.kubeconfig, "-n", NAMESPACE, *command]
+            )
+        for line in out.getvalue().strip().splitlines():
+            say(f"  {line}")
+        if code != 0:
+            raise RuntimeError(f"demo: kubectl aigate {command[0]} failed")
+    say(f"  the auditor's report: {report}")
     say()
     say(
         f"Done in {time.monotonic() - START:.0f}s: 2.5.0 serves at full strength; 2.6.0 was rolled "

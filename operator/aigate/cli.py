@@ -177,7 +177,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 2
     name = args.name or found[0][1]
     namespace = args.namespace or ""
-    return write_report(items, name, namespace, None, args.since, args.output_format, args.output)
+    from aigate import evidence
+    from aigate.core.records import End
+
+    # Offline the AIDeployment's status is not at hand: the chain must end with
+    # DeploymentDeleted to prove its end (the report says what could not be proven).
+    verified = evidence.for_report(items, name, namespace, End())
+    return write_report(
+        items, name, namespace, None, args.since, args.output_format, args.output, verified=verified
+    )
 
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")

@@ -71,6 +71,30 @@ def verify(
     return Verification(check=check, uid=uid, count=len(found), head=head)
 
 
+FULLY_CHECKED = (
+    "every record's digest and the operator's Ed25519 signature, the chain (each record "
+    "naming the digest of the one before), sequence numbers from 1 without a gap or a "
+    "repeat, and the chain's end"
+)
+
+
+def for_report(
+    items: Sequence[Mapping[str, Any]], name: str, namespace: str, end: End
+) -> tuple[ChainCheck, str] | None:
+    """The full verification of the records of `namespace/name` for a report, or None
+    when `items` carry no public key to check signatures with."""
+    keys = keys_of(items)
+    found, _ = records_of(items)
+    uids = {
+        r.spec.subject.uid
+        for r in found
+        if r.spec.subject.name == name and (not namespace or r.spec.subject.namespace == namespace)
+    }
+    if not keys or len(uids) != 1:
+        return None
+    return verify(items, uids.pop(), keys, end).check, FULLY_CHECKED
+
+
 def the_uid(items: Sequence[Mapping[str, Any]]) -> str:
     """The one subject UID of an export's records ("" when none or several)."""
     found, _ = records_of(items)

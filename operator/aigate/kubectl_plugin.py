@@ -424,8 +424,21 @@ def _report(args: argparse.Namespace, custom: Any, namespace: str) -> int:
         if error.status != 404:
             raise
         current = None
+    items = list(listed.get("items") or [])
+    try:
+        keys = client.CoreV1Api(custom.api_client).read_namespaced_config_map(
+            signing.PUBLIC_KEYS_CONFIGMAP, args.records_namespace
+        )
+        items.append(
+            {"kind": "ConfigMap", "metadata": {"name": keys.metadata.name}, "data": keys.data or {}}
+        )
+    except ApiException as error:
+        if error.status != 404:
+            raise
+    last = ((current or {}).get("status") or {}).get("records", {}).get("lastSequence")
+    end = End(last_sequence=int(last) if last is not None else None)
     return write_report(
-        listed.get("items") or [],
+        items,
         args.name,
         namespace,
         current,
@@ -433,6 +446,7 @@ def _report(args: argparse.Namespace, custom: Any, namespace: str) -> int:
         args.output_format,
         args.output,
         looked_up=True,
+        verified=evidence.for_report(items, args.name, namespace, end),
     )
 
 

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from aigate.core.records import ChainCheck
 from aigate.report import build_report, render
 from aigate.report.model import parse_time
 from aigate.report.source import LINKS_CHECKED, check_links, read_items
@@ -39,6 +40,7 @@ def write_report(
     fmt: str,
     output: str | None,
     looked_up: bool = False,
+    verified: tuple[ChainCheck, str] | None = None,
 ) -> int:
     """Builds the report of `namespace/name` from AIRecord objects and writes it to `output`
     (`-`: stdout; default: aigate-report-<namespace>-<name>.<ext> here). 1 if no record."""
@@ -52,13 +54,15 @@ def write_report(
         where = f"{namespace}/{name}" if namespace else name
         print(f"no AIRecord of {where} found; nothing written", file=sys.stderr)
         return 1
-    check = check_links(loaded.records, loaded.problems)
+    # The full verification (digests, the operator's signatures, the chain's end) when the
+    # caller had the operator's public keys; else the links only, and the report says so.
+    check, checked = verified or (check_links(loaded.records, loaded.problems), LINKS_CHECKED)
     report = build_report(
         loaded.records,
         check,
         current=current,
         since=since_at,
-        checked=LINKS_CHECKED,
+        checked=checked,
         looked_up=looked_up,
     )
     text = render(report, fmt)
