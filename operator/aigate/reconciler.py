@@ -218,7 +218,7 @@ async def reconcile(
     model_name = _model_name(spec, decision.status)
 
     refused = await _apply_all(
-        kube, owner, model_name, decision, inputs.generation, now(), observed
+        kube, owner, model_name, decision, inputs.generation, now(), observed, recorder
     )
     if refused is not None:
         log.warning("apply refused: %s", refused.message, extra=context)
@@ -240,6 +240,7 @@ async def _apply_all(
     generation: int,
     at: datetime,
     observed: rollout.Observed,
+    recorder: Recorder | None = None,
 ) -> ApplyError | None:
     """Every action, each on its own: one refused apply never keeps the others (deleting a
     canary above all) from happening. The first refusal is recorded for decide() to weigh;
@@ -253,6 +254,7 @@ async def _apply_all(
         for action in decision.actions:
             child = rollout.action_track(action)
             try:
+                await _vouched(recorder, owner, action)
                 written[child] = await _act(kube, owner, model_name, action, observed, status)
             except RejectedError as error:
                 refused = refused or _apply_error(status, generation, action, str(error), at)
@@ -392,6 +394,17 @@ async def _secret_value(kube: KubeAdapter, namespace: str, ref: SecretKeyRef | N
     if ref is None:
         return ""
     return await asyncio.to_thread(kube.read_secret_key, namespace, ref.name, ref.key)
+
+
+async def _vouched(recorder: Recorder | None, owner: Owner, action: rollout.Action) -> None:
+    """A Deployment's template is applied only when a record signed by the operator says its
+    revision was approved for this AIDeployment (never on the strength of status alone: a
+    rollback target or a recreated stable comes from a status snapshot)."""
+    if recorder is None or not isinstance(action, rollout.ApplyDeployment):
+        return
+    problem = await asyncio.to_thread(recorder.vouched, owner.uid, action.revision)
+    if problem:
+        raise RejectedError(f"{action.track} Deployment not applied: {problem}")
 
 
 async def _act(

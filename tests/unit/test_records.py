@@ -188,3 +188,18 @@ def test_decisions_report_the_records_they_seal():
     assert sequences == sorted(sequences)
     assert world.status.records.last_sequence == sequences[-1]
     assert isinstance(decision, rollout.Decision)
+
+
+def test_only_an_approval_record_of_the_subject_with_matching_content_vouches():
+    approval = next(r for r in rolled_out() if r.reason == "ApprovalRecorded")
+    uid, revision = approval.subject.uid, approval.revision
+    assert records.vouches_for(approval, uid, revision) == ""
+    other_content = {**(approval.content or {}), "service": {"port": 1}}
+    cases = {
+        "about uid": (approval, "another-uid", revision),
+        "not ApprovalRecorded": (approval.model_copy(update={"reason": "Promoted"}), uid, revision),
+        "approves revision": (approval, uid, "f" * 64),
+        "does not hash": (approval.model_copy(update={"content": other_content}), uid, revision),
+    }
+    for expected, (record, for_uid, for_revision) in cases.items():
+        assert expected in records.vouches_for(record, for_uid, for_revision)

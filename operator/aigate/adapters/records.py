@@ -10,25 +10,30 @@ the operator needs no write access to records in anyone's namespace
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from aigate.adapters import signing
 from aigate.adapters.kube import FIELD_MANAGER, RejectedError, TransientError, _translate
 from aigate.adapters.signing import Signer
-from aigate.api.records import RECORD_KIND, RECORD_PLURAL, AIRecordSpec
+from aigate.api.records import RECORD_KIND, RECORD_PLURAL, AIRecordSpec, ApprovalRecorded
 from aigate.api.v1alpha1 import GROUP, VERSION
 from aigate.core import records
 from aigate.core.gate import parse_rfc3339
+from aigate.core.revision import short
 
 log = logging.getLogger("aigate.records")
 
 LABEL_SUBJECT_UID = "aigate.dev/subject-uid"
 LABEL_SUBJECT_NAMESPACE = "aigate.dev/subject-namespace"
+LABEL_REASON = "aigate.dev/record-reason"
+LABEL_REVISION = "aigate.dev/revision"  # its 12-character prefix, to find approval records
 
 
 def manifest(spec: AIRecordSpec, namespace: str) -> dict[str, Any]:
@@ -42,10 +47,23 @@ def manifest(spec: AIRecordSpec, namespace: str) -> dict[str, Any]:
             "labels": {
                 LABEL_SUBJECT_UID: subject.uid,
                 LABEL_SUBJECT_NAMESPACE: subject.namespace,
+                **_finding_labels(spec),
             },
         },
         "spec": spec.model_dump(mode="json", by_alias=True),
     }
+
+
+def _finding_labels(spec: AIRecordSpec) -> dict[str, str]:
+    """Labels to find approval records by (a lookup aid only: what vouches is the signed
+    spec, checked in full)."""
+    labels = {LABEL_REVISION: short(spec.revision)} if spec.revision else {}
+    if LABEL_VALUE.match(spec.reason):
+        labels[LABEL_REASON] = spec.reason
+    return labels
+
+
+LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 
 
 class RecordConflictError(RejectedError):
@@ -86,8 +104,10 @@ class RecordStore:
                 return None
             raise _translate(error, f"get AIRecord {self.namespace}/{name}") from error
 
-    def list(self, uid: str | None = None) -> list[dict[str, Any]]:
-        selector = f"{LABEL_SUBJECT_UID}={uid}" if uid else ""
+    def list(self, uid: str | None = None, **labels: str) -> list[dict[str, Any]]:
+        selectors = [f"{LABEL_SUBJECT_UID}={uid}"] if uid else []
+        selectors += [f"{key}={value}" for key, value in labels.items()]
+        selector = ",".join(selectors)
         items: list[dict[str, Any]] = []
         token = None
         while True:
@@ -138,6 +158,8 @@ class Recorder:
     store: RecordStore
     signer: Signer
     retention: timedelta
+    # (uid, revision) pairs already vouched for: records are immutable, so it stays true
+    _vouched: set[tuple[str, str]] = field(default_factory=set)
 
     def sign_outbox(self, outbox: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The outbox with every record not yet signed signed (before its status write)."""
@@ -149,6 +171,42 @@ class Recorder:
                 raw if done else self.signer.sign(spec).model_dump(mode="json", by_alias=True)
             )
         return signed
+
+    def vouched(self, uid: str, revision: str) -> str:
+        """Why no AIRecord signed by this operator vouches that `revision` was approved for
+        the AIDeployment `uid` ("" when one does). A template is applied only on that
+        evidence, never on the strength of status alone (a status snapshot can be written by
+        whoever gets past the status policy; the record needs the operator's key)."""
+        if (uid, revision) in self._vouched:
+            return ""
+        found = self.store.list(
+            uid, **{LABEL_REASON: ApprovalRecorded, LABEL_REVISION: short(revision)}
+        )
+        problems = []
+        for item in found:
+            try:
+                spec = AIRecordSpec.model_validate(item.get("spec") or {})
+            except ValueError:
+                continue
+            problem = records.vouches_for(spec, uid, revision) or self._unsigned(spec)
+            if not problem:
+                self._vouched.add((uid, revision))
+                return ""
+            problems.append(problem)
+        where = f"AIRecords in {self.store.namespace}"
+        return (
+            f"no {ApprovalRecorded} record signed by the operator vouches for revision "
+            f"{revision} ({where}: {'; '.join(problems[:3]) or 'none found'}): a template is "
+            f"applied only when a signed record says it was approved"
+        )
+
+    def _unsigned(self, spec: AIRecordSpec) -> str:
+        """Why the record is not this operator's, unaltered ("" when it is)."""
+        if records.record_digest(spec) != spec.digest:
+            return f"record {spec.sequence} was altered after it was signed"
+        own = {self.signer.key_id: self.signer.private.public_key()}
+        problem = signing.signature_checker(own)(spec)
+        return f"record {spec.sequence}: signature {problem}" if problem else ""
 
     def deliver(self, outbox: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
         """Creates the outbox's records in order; returns those not created and why (the

@@ -21,10 +21,12 @@ from itertools import pairwise
 from aigate.api.records import (
     GENESIS_DIGEST,
     AIRecordSpec,
+    ApprovalRecorded,
     DeploymentDeleted,
     RecordSignature,
     RequestHandled,
 )
+from aigate.core.revision import revision_of_content
 
 GENESIS = GENESIS_DIGEST
 SIGNED_PREFIX = "aigate.dev/record/v1\n"
@@ -208,6 +210,22 @@ def _replayed_requests(kept: dict[int, StoredRecord]) -> list[str]:
             )
         seen.setdefault(key, sequence)
     return problems
+
+
+def vouches_for(record: AIRecordSpec, uid: str, revision: str) -> str:
+    """Why `record` does not vouch that `revision` was approved for the AIDeployment `uid`
+    ("" when it does): an ApprovalRecorded record of that subject naming that revision, whose
+    approved content still hashes to it. Its signature is checked by the caller (crypto
+    stays out of core)."""
+    if record.subject.uid != uid:
+        return f"record {record.sequence} is about uid {record.subject.uid}, not {uid}"
+    if record.reason != ApprovalRecorded:
+        return f"record {record.sequence} is {record.reason}, not {ApprovalRecorded}"
+    if record.revision != revision:
+        return f"record {record.sequence} approves revision {record.revision}, not {revision}"
+    if revision_of_content(record.content or {}) != revision:
+        return f"record {record.sequence}'s approved content does not hash to {revision}"
+    return ""
 
 
 def check_chain(

@@ -29,9 +29,12 @@ def vouched_content(spec: AIDeploymentSpec) -> dict[str, Any]:
 
 
 def compute_revision(spec: AIDeploymentSpec) -> str:
-    canonical = json.dumps(
-        vouched_content(spec), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    return revision_of_content(vouched_content(spec))
+
+
+def revision_of_content(content: dict[str, Any]) -> str:
+    """The revision of vouched content (a snapshot's or an approval record's)."""
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
