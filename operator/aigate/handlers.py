@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -145,19 +146,25 @@ async def watch_approval_policy(**_: Any) -> None:
 
 
 async def _refresh_policy(check: ApprovalPolicyCheck) -> None:
+    await _refresh_every(check.ttl, check.refresh, f"approval policy {check.policy_name}")
+
+
+async def _refresh_every(ttl: float, read: Callable[[], object], what: str) -> None:
+    """Calls `read` every `ttl` seconds; when what it returns changes, every resource looks
+    again (the first read only sets the baseline)."""
     seen: object = None
     while True:
         try:
-            read = await asyncio.to_thread(check.refresh)
-            if read != seen:
+            now_read = await asyncio.to_thread(read)
+            if now_read != seen:
                 if seen is not None:
-                    log.warning("approval policy %s changed: looking again", check.policy_name)
+                    log.warning("%s changed: looking again", what)
                     for waker in list(_wakers.values()):
                         waker.set()
-                seen = read
+                seen = now_read
         except Exception:
-            log.exception("reading the approval policy failed")
-        await asyncio.sleep(check.ttl)
+            log.exception("reading the %s failed", what)
+        await asyncio.sleep(ttl)
 
 
 @kopf.on.startup()
@@ -172,19 +179,7 @@ async def watch_approver_keys(**_: Any) -> None:
 
 
 async def _refresh_keys(keys: ApproverKeys) -> None:
-    seen: object = None
-    while True:
-        try:
-            read = await asyncio.to_thread(keys.refresh)
-            if read != seen:
-                if seen is not None:
-                    log.warning("%s changed: looking again", keys.source)
-                    for waker in list(_wakers.values()):
-                        waker.set()
-                seen = read
-        except Exception:
-            log.exception("reading the approver key registry failed")
-        await asyncio.sleep(keys.ttl)
+    await _refresh_every(keys.ttl, keys.refresh, keys.source)
 
 
 @kopf.on.cleanup()

@@ -16,7 +16,7 @@ from kubernetes.client.rest import ApiException
 from aigate.core.revision import compute_revision
 from support.factories import approval_annotations, spec_model
 from support.kube import Aid
-from support.scenarios import HEALTHY, NAME, ModelServers, plan
+from support.scenarios import HEALTHY, NAME, plan
 from support.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -59,14 +59,6 @@ def prometheus_sees(prometheus_url: str, namespace: str, track: str, latency: fl
     with urllib.request.urlopen(url, timeout=5) as answer:
         result = json.load(answer)["data"]["result"]
     return len(result) == 1 and float(result[0]["value"][1]) == latency
-
-
-@pytest.fixture
-def servers(cluster, namespace):
-    servers = ModelServers(cluster.info.exporter_url, namespace)
-    servers.set("stable", **HEALTHY)
-    servers.set("canary", **HEALTHY)
-    return servers
 
 
 def test_a_canary_slower_than_stable_is_rolled_back_and_an_equal_one_promoted(

@@ -15,20 +15,12 @@ from aigate.core.revision import compute_revision
 from support.background import Background
 from support.factories import approval_annotations, spec_model
 from support.kube import Aid
-from support.scenarios import HEALTHY, NAME, ModelServers, plan
+from support.scenarios import NAME, plan
 from support.waiting import holds_for, wait_for
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 TIMEOUT = 120
-
-
-@pytest.fixture
-def servers(cluster, namespace):
-    servers = ModelServers(cluster.info.exporter_url, namespace)
-    servers.set("stable", **HEALTHY)
-    servers.set("canary", **HEALTHY)
-    return servers
 
 
 def approve(aid: Aid, spec: dict) -> str:

@@ -25,21 +25,13 @@ from aigate.core.revision import compute_revision, short
 from support.background import Background, Sampler
 from support.factories import approval_annotations, image_for, spec_model
 from support.kube import GROUP, PLURAL, VERSION, Aid
-from support.scenarios import HEALTHY, NAME, ModelServers, plan
+from support.scenarios import NAME, plan
 from support.waiting import holds_for, wait_for
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 TIMEOUT = 120
 REVISION = "aigate.dev/revision"  # labels carry short(revision); the annotation the full one
-
-
-@pytest.fixture
-def servers(cluster, namespace):
-    servers = ModelServers(cluster.info.exporter_url, namespace)
-    servers.set("stable", **HEALTHY)
-    servers.set("canary", **HEALTHY)
-    return servers
 
 
 # ---- specs and approvals ---------------------------------------------------------------------

@@ -231,7 +231,9 @@ def operator_only_policies(cluster, namespace, tmp_path):
         timeout=60,
         what="the status policy to be enforced",
     )
-    cluster.kubectl("delete", "aid", "probe", "-n", namespace)
+    # Not waited for: its deletion record is written by the operator the test starts (the
+    # session's admin-run operator may not write status behind these policies).
+    cluster.kubectl("delete", "aid", "probe", "-n", namespace, "--wait=false")
     yield
     cluster.kubectl("delete", "-f", str(manifest), "--ignore-not-found")
 
