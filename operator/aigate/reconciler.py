@@ -14,7 +14,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -42,7 +42,7 @@ from aigate.core import conditions as cond
 from aigate.core import gate, rollout
 from aigate.core.analysis import MeasurementPlan, Measurements, MetricResult, unknown_placeholders
 from aigate.core.children import Child, content_digest, record_of
-from aigate.core.gate import format_rfc3339
+from aigate.core.gate import format_rfc3339, parse_rfc3339
 from aigate.core.images import unpinned_images
 from aigate.core.verdict import QueryOutcome
 from aigate.core.workloads import Owner, build_deployment, build_service, deployment_name
@@ -218,7 +218,14 @@ async def reconcile(
     model_name = _model_name(spec, decision.status)
 
     refused = await _apply_all(
-        kube, owner, model_name, decision, inputs.generation, now(), observed, recorder
+        kube,
+        owner,
+        model_name,
+        decision,
+        inputs.generation,
+        now(),
+        observed,
+        recorder,
     )
     if refused is not None:
         log.warning("apply refused: %s", refused.message, extra=context)
@@ -267,7 +274,7 @@ async def _apply_all(
         if written:
             await _record_children(kube, owner, status, written)
     patch: dict[str, Any] = {}
-    if refused is not None:
+    if refused is not None and not _repeats(status.apply_error, refused, at):
         patch["applyError"] = refused.model_dump(mode="json", by_alias=True)
     elif cleared:
         patch["applyError"] = None  # a merge patch with null removes applyError
@@ -326,6 +333,19 @@ def _write_mode(child: Child, observed: rollout.Observed, status: AIDeploymentSt
         return "replace"
     record = record_of(status.children, child)
     return "apply" if record is not None and record.uid else "create"
+
+
+REPEAT_WRITE_INTERVAL = timedelta(seconds=30)
+
+
+def _repeats(previous: ApplyError | None, refused: ApplyError, at: datetime) -> bool:
+    """The same refusal written less than REPEAT_WRITE_INTERVAL ago: not written again (each
+    status write wakes the resource at once, which would retry a refused apply in a tight
+    loop; the round requeues in 5 s instead, and `attempts` counts the writes)."""
+    if previous is None or (previous.track, previous.message) != (refused.track, refused.message):
+        return False
+    last = parse_rfc3339(previous.last_at) if previous.last_at else None
+    return last is not None and at - last < REPEAT_WRITE_INTERVAL
 
 
 def _apply_error(
@@ -397,12 +417,19 @@ async def _secret_value(kube: KubeAdapter, namespace: str, ref: SecretKeyRef | N
 
 
 async def _vouched(recorder: Recorder | None, owner: Owner, action: rollout.Action) -> None:
-    """A Deployment's template is applied only when a record signed by the operator says its
-    revision was approved for this AIDeployment (never on the strength of status alone: a
-    rollback target or a recreated stable comes from a status snapshot)."""
+    """A Deployment's template is applied only when records signed by the operator say its
+    revision was approved for this AIDeployment, and for the stable track that it passed its
+    analysis (or was the first version): a rollback target or a recreated stable comes from
+    a status snapshot, and status is never an authority. A promotion's own record is
+    delivered before its children are written, so it counts."""
     if recorder is None or not isinstance(action, rollout.ApplyDeployment):
         return
-    problem = await asyncio.to_thread(recorder.vouched, owner.uid, action.revision)
+    served = action.track == "stable"
+    try:
+        problem = await asyncio.to_thread(recorder.vouched, owner.uid, action.revision, served)
+    except TransientError as error:  # refused this round; the other actions (a canary
+        # deletion above all) still go ahead
+        problem = f"the records that would vouch for it cannot be read: {error}"
     if problem:
         raise RejectedError(f"{action.track} Deployment not applied: {problem}")
 

@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client
 
 from aigate.core.revision import compute_revision, vouched_content
-from support.factories import approval_annotations, image_for, spec_dict, spec_model
+from support.factories import approval_annotations, image_for, request, spec_dict, spec_model
 from support.kube import Aid
 from support.waiting import holds_for, wait_for
 
@@ -23,42 +23,82 @@ TIMEOUT = 90
 NAME = "vouched"
 
 
-def test_an_unapproved_snapshot_written_into_status_is_never_applied(api_client, namespace):
-    aid = Aid(api_client, namespace, NAME)
+def version(number: str) -> dict:
     spec = spec_dict()
-    aid.create(spec)
+    spec["model"]["version"] = number
+    spec["template"]["spec"]["containers"][0]["image"] = image_for(number)
+    return spec
+
+
+def approve(aid: Aid, spec: dict) -> str:
     revision = compute_revision(spec_model(spec))
     aid.annotate(approval_annotations(revision, datetime.now(UTC) - timedelta(seconds=5)))
-    wait_for(lambda: aid.phase() == "Stable", timeout=TIMEOUT, what="Stable")
+    return revision
 
-    evil = spec_dict()
-    evil["model"]["version"] = "6.6.6"
-    evil["template"]["spec"]["containers"][0]["image"] = image_for("6.6.6")
-    evil_model = spec_model(evil)
+
+def serving_v1(api_client, namespace: str) -> Aid:
+    aid = Aid(api_client, namespace, NAME)
+    aid.create(version("2.4.0"))
+    approve(aid, version("2.4.0"))
+    wait_for(lambda: aid.phase() == "Stable", timeout=TIMEOUT, what="v1 Stable")
+    return aid
+
+
+def forge_serving_and_delete_stable(api_client, namespace: str, spec: dict) -> str:
+    """What someone past the status policy can do: a serving snapshot whose content hashes
+    to its revision, then the stable Deployment gone so the operator recreates it."""
+    model = spec_model(spec)
     forged = {
-        "revision": compute_revision(evil_model),
-        "version": "6.6.6",
-        "content": vouched_content(evil_model),
+        "revision": compute_revision(model),
+        "version": model.model.version,
+        "content": vouched_content(model),
     }
-    custom = client.CustomObjectsApi(api_client)
-    custom.patch_namespaced_custom_object_status(
+    client.CustomObjectsApi(api_client).patch_namespaced_custom_object_status(
         "aigate.dev", "v1alpha1", namespace, "aideployments", NAME, {"status": {"serving": forged}}
     )
     client.AppsV1Api(api_client).delete_namespaced_deployment(f"{NAME}-stable", namespace)
+    return forged["revision"]
 
-    def refused() -> str:
-        error = aid.status().get("applyError") or {}
-        return error.get("message", "") if "vouches for" in error.get("message", "") else ""
 
-    message = wait_for(refused, timeout=TIMEOUT, what="the unvouched apply refused")
-    assert forged["revision"] in message and "ApprovalRecorded" in message
+def refused_apply(aid: Aid) -> str:
+    def message() -> str:
+        text = (aid.status().get("applyError") or {}).get("message", "")
+        return text if "vouches for" in text else ""
+
+    return wait_for(message, timeout=TIMEOUT, what="the apply refused for want of a record")
+
+
+def never_runs(aid: Aid, number: str) -> None:
     holds_for(
         lambda: all(
-            c.image != image_for("6.6.6")
+            c.image != image_for(number)
             for d in aid.deployments()
             for c in d.spec.template.spec.containers
         ),
         duration=3,
-        what="no Deployment with the unapproved image",
+        what=f"no Deployment running {number}",
     )
+
+
+def test_an_unapproved_snapshot_written_into_status_is_never_applied(api_client, namespace):
+    aid = serving_v1(api_client, namespace)
+    forged = forge_serving_and_delete_stable(api_client, namespace, version("6.6.6"))
+    message = refused_apply(aid)
+    assert forged in message and "no ApprovalRecorded record" in message
+    never_runs(aid, "6.6.6")
     assert any("vouches for" in m for m in aid.event_messages("ApplyRefused"))
+
+
+def test_an_approved_version_that_never_served_is_no_rollback_target(api_client, namespace):
+    aid = serving_v1(api_client, namespace)
+    aid.patch({"spec": version("2.5.0")})
+    v2 = approve(aid, version("2.5.0"))
+    wait_for(lambda: aid.phase() == "Progressing", timeout=TIMEOUT, what="v2 canary")
+    aid.annotate({"aigate.dev/abort": request("abort", v2, by="admin")})
+    wait_for(lambda: aid.phase() == "RolledBack", timeout=TIMEOUT, what="v2 aborted")
+    # v2 was approved (its ApprovalRecorded record exists) but never served.
+    forged = forge_serving_and_delete_stable(api_client, namespace, version("2.5.0"))
+    assert forged == v2
+    message = refused_apply(aid)
+    assert v2 in message and "AllStagesPassed" in message
+    never_runs(aid, "2.5.0")

@@ -198,7 +198,7 @@ def test_only_an_approval_record_of_the_subject_with_matching_content_vouches():
     cases = {
         "about uid": (approval, "another-uid", revision),
         "not ApprovalRecorded": (approval.model_copy(update={"reason": "Promoted"}), uid, revision),
-        "approves revision": (approval, uid, "f" * 64),
+        "names revision": (approval, uid, "f" * 64),
         "does not hash": (approval.model_copy(update={"content": other_content}), uid, revision),
     }
     for expected, (record, for_uid, for_revision) in cases.items():

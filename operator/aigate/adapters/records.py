@@ -34,6 +34,8 @@ LABEL_SUBJECT_UID = "aigate.dev/subject-uid"
 LABEL_SUBJECT_NAMESPACE = "aigate.dev/subject-namespace"
 LABEL_REASON = "aigate.dev/record-reason"
 LABEL_REVISION = "aigate.dev/revision"  # its 12-character prefix, to find approval records
+# Records saying a revision passed its analysis (or was the first version) and served.
+SERVED_REASONS = ("FirstVersion", "AllStagesPassed", "Promoted")
 
 
 def manifest(spec: AIRecordSpec, namespace: str) -> dict[str, Any]:
@@ -159,7 +161,7 @@ class Recorder:
     signer: Signer
     retention: timedelta
     # (uid, revision) pairs already vouched for: records are immutable, so it stays true
-    _vouched: set[tuple[str, str]] = field(default_factory=set)
+    _vouched: set[tuple[str, str, str]] = field(default_factory=set)
 
     def sign_outbox(self, outbox: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The outbox with every record not yet signed signed (before its status write)."""
@@ -172,32 +174,43 @@ class Recorder:
             )
         return signed
 
-    def vouched(self, uid: str, revision: str) -> str:
-        """Why no AIRecord signed by this operator vouches that `revision` was approved for
-        the AIDeployment `uid` ("" when one does). A template is applied only on that
-        evidence, never on the strength of status alone (a status snapshot can be written by
-        whoever gets past the status policy; the record needs the operator's key)."""
-        if (uid, revision) in self._vouched:
-            return ""
-        found = self.store.list(
-            uid, **{LABEL_REASON: ApprovalRecorded, LABEL_REVISION: short(revision)}
-        )
+    def vouched(self, uid: str, revision: str, served: bool = False) -> str:
+        """Why AIRecords signed by this operator do not vouch that `revision` was approved
+        for the AIDeployment `uid` (and, with `served`, that it passed its analysis and was
+        promoted: FirstVersion, AllStagesPassed or Promoted) — "" when they do. A template
+        is applied only on that evidence, never on the strength of status alone: a status
+        snapshot (a rollback target, a recreated stable) can be written by whoever gets past
+        the status policy; a record needs the operator's key."""
+        needed = [(ApprovalRecorded,), SERVED_REASONS] if served else [(ApprovalRecorded,)]
+        for reasons in needed:
+            if any((uid, revision, reason) in self._vouched for reason in reasons):
+                continue
+            problem = self._find(uid, revision, reasons)
+            if problem:
+                return problem
+        return ""
+
+    def _find(self, uid: str, revision: str, reasons: tuple[str, ...]) -> str:
+        found = self.store.list(uid, **{LABEL_REVISION: short(revision)})
         problems = []
         for item in found:
             try:
                 spec = AIRecordSpec.model_validate(item.get("spec") or {})
             except ValueError:
                 continue
-            problem = records.vouches_for(spec, uid, revision) or self._unsigned(spec)
+            if spec.reason not in reasons:
+                continue
+            problem = records.vouches_for(spec, uid, revision, spec.reason) or self._unsigned(spec)
             if not problem:
-                self._vouched.add((uid, revision))
+                self._vouched.add((uid, revision, spec.reason))
                 return ""
             problems.append(problem)
-        where = f"AIRecords in {self.store.namespace}"
         return (
-            f"no {ApprovalRecorded} record signed by the operator vouches for revision "
-            f"{revision} ({where}: {'; '.join(problems[:3]) or 'none found'}): a template is "
-            f"applied only when a signed record says it was approved"
+            f"no {' / '.join(reasons)} record signed by the operator vouches for revision "
+            f"{revision} (AIRecords in {self.store.namespace}: "
+            f"{'; '.join(problems[:3]) or 'none found'}): a template is applied only when "
+            f"signed records say it was approved"
+            f"{', and for the stable track that it passed its analysis' if len(reasons) > 1 else ''}"
         )
 
     def _unsigned(self, spec: AIRecordSpec) -> str:

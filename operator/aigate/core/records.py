@@ -212,18 +212,20 @@ def _replayed_requests(kept: dict[int, StoredRecord]) -> list[str]:
     return problems
 
 
-def vouches_for(record: AIRecordSpec, uid: str, revision: str) -> str:
-    """Why `record` does not vouch that `revision` was approved for the AIDeployment `uid`
-    ("" when it does): an ApprovalRecorded record of that subject naming that revision, whose
-    approved content still hashes to it. Its signature is checked by the caller (crypto
-    stays out of core)."""
+def vouches_for(
+    record: AIRecordSpec, uid: str, revision: str, reason: str = ApprovalRecorded
+) -> str:
+    """Why `record` does not vouch for `revision` of the AIDeployment `uid` ("" when it
+    does): a record of that subject with that reason (ApprovalRecorded: was approved;
+    Promoted: served) naming that revision; an approval's content must still hash to it.
+    Its signature is checked by the caller (crypto stays out of core)."""
     if record.subject.uid != uid:
         return f"record {record.sequence} is about uid {record.subject.uid}, not {uid}"
-    if record.reason != ApprovalRecorded:
-        return f"record {record.sequence} is {record.reason}, not {ApprovalRecorded}"
+    if record.reason != reason:
+        return f"record {record.sequence} is {record.reason}, not {reason}"
     if record.revision != revision:
-        return f"record {record.sequence} approves revision {record.revision}, not {revision}"
-    if revision_of_content(record.content or {}) != revision:
+        return f"record {record.sequence} names revision {record.revision}, not {revision}"
+    if reason == ApprovalRecorded and revision_of_content(record.content or {}) != revision:
         return f"record {record.sequence}'s approved content does not hash to {revision}"
     return ""
 
