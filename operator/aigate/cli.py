@@ -16,9 +16,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
@@ -69,6 +70,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+if TYPE_CHECKING:
+    from aigate.signatures import Registry
+
+
 class _StringDatesLoader(yaml.SafeLoader):
     """Reads YAML the way kubectl sends it: an unquoted date stays a string."""
 
@@ -84,9 +89,15 @@ def _load_documents(path: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.load_all(text, Loader=_StringDatesLoader) if isinstance(doc, dict)]
 
 
-def _cmd_revision(args: argparse.Namespace) -> int:
+class _InvalidSpecError(Exception):
+    """A manifest's AIDeployment whose spec does not validate (already reported)."""
+
+
+def _aideployments(path: str) -> Iterator[tuple[str, dict[str, Any], AIDeploymentSpec]]:
+    """(name, document, spec) of each AIDeployment in the manifest; an invalid spec is
+    printed and raises _InvalidSpecError, none at all is printed and yields nothing."""
     found = 0
-    for doc in _load_documents(args.filename):
+    for doc in _load_documents(path):
         if doc.get("kind") != KIND or not str(doc.get("apiVersion", "")).startswith(f"{GROUP}/"):
             continue
         found += 1
@@ -95,61 +106,69 @@ def _cmd_revision(args: argparse.Namespace) -> int:
             spec = AIDeploymentSpec.model_validate(doc.get("spec") or {})
         except ValidationError as error:
             print(f"{name}: invalid spec:\n{error}", file=sys.stderr)
-            return 1
-        revision = compute_revision(spec)
-        print(revision if args.quiet else f"{name}\t{revision}")
+            raise _InvalidSpecError from None
+        yield name, doc, spec
     if not found:
-        print(f"no {KIND} in {args.filename}", file=sys.stderr)
+        print(f"no {KIND} in {path}", file=sys.stderr)
+
+
+def _cmd_revision(args: argparse.Namespace) -> int:
+    found = False
+    try:
+        for name, _, spec in _aideployments(args.filename):
+            found = True
+            revision = compute_revision(spec)
+            print(revision if args.quiet else f"{name}\t{revision}")
+    except _InvalidSpecError:
         return 1
-    return 0
+    return 0 if found else 1
 
 
 def _cmd_verify_approval(args: argparse.Namespace) -> int:
     """Offline, years later: does each AIDeployment's signed approval and risk acceptance
     verify against this allowed_signers file, for the revision the manifest computes to?"""
-    from aigate.core import gate
-    from aigate.signatures import check_annotations, parse_allowed_signers
+    from aigate.signatures import parse_allowed_signers
 
     registry = parse_allowed_signers(Path(args.allowed_signers).read_text(), args.allowed_signers)
     for problem in registry.problems:
         print(f"warning: {problem}", file=sys.stderr)
-    found, failed = 0, False
-    for doc in _load_documents(args.filename):
-        if doc.get("kind") != KIND or not str(doc.get("apiVersion", "")).startswith(f"{GROUP}/"):
-            continue
-        found += 1
-        name = (doc.get("metadata") or {}).get("name", "?")
-        annotations = (doc.get("metadata") or {}).get("annotations") or {}
-        try:
-            spec = AIDeploymentSpec.model_validate(doc.get("spec") or {})
-        except ValidationError as error:
-            print(f"{name}: invalid spec:\n{error}", file=sys.stderr)
-            return 1
-        revision = compute_revision(spec)
-        print(f"{name}: revision {revision}")
-        named = annotations.get(gate.APPROVED_REVISION, "").strip()
-        if named != revision:
-            failed = True
-            print(f"  approved-revision: NOT this revision (found {named or 'nothing'!r})")
-        checks = check_annotations(spec, annotations, registry)
-        for what, check in (("approval", checks.approval), ("risk acceptance", checks.risk)):
-            if check is None:
-                failed = failed or bool(checks.required_by)
-                required = (
-                    f"required by {checks.required_by}" if checks.required_by else "not required"
-                )
-                print(f"  {what}: not signed ({required})")
-            elif check.verified:
-                print(
-                    f"  {what}: signed by {check.signer} with key {check.key_fingerprint}: verified"
-                )
-            else:
-                failed = True
-                print(f"  {what}: signature by {check.signer!r} NOT verified: {check.problem}")
-    if not found:
-        print(f"no {KIND} in {args.filename}", file=sys.stderr)
+    found, failed = False, False
+    try:
+        for name, doc, spec in _aideployments(args.filename):
+            found = True
+            failed = _report_signatures(name, doc, spec, registry) or failed
+    except _InvalidSpecError:
         return 1
-    return 1 if failed else 0
+    return 1 if failed or not found else 0
+
+
+def _report_signatures(
+    name: str, doc: dict[str, Any], spec: AIDeploymentSpec, registry: Registry
+) -> bool:
+    """Prints what one AIDeployment's approval annotations say; True when they fail."""
+    from aigate.core import gate
+    from aigate.signatures import check_annotations
+
+    failed = False
+    annotations = (doc.get("metadata") or {}).get("annotations") or {}
+    revision = compute_revision(spec)
+    print(f"{name}: revision {revision}")
+    named = annotations.get(gate.APPROVED_REVISION, "").strip()
+    if named != revision:
+        failed = True
+        print(f"  approved-revision: NOT this revision (found {named or 'nothing'!r})")
+    checks = check_annotations(spec, annotations, registry)
+    for what, check in (("approval", checks.approval), ("risk acceptance", checks.risk)):
+        if check is None:
+            failed = failed or bool(checks.required_by)
+            required = f"required by {checks.required_by}" if checks.required_by else "not required"
+            print(f"  {what}: not signed ({required})")
+        elif check.verified:
+            print(f"  {what}: signed by {check.signer} with key {check.key_fingerprint}: verified")
+        else:
+            failed = True
+            print(f"  {what}: signature by {check.signer!r} NOT verified: {check.problem}")
+    return failed
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

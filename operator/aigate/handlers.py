@@ -18,6 +18,7 @@ from typing import Any
 import kopf
 
 from aigate import metrics, reconciler
+from aigate.adapters import prometheus
 from aigate.adapters.admission import ApprovalPolicyCheck
 from aigate.adapters.approver_keys import ApproverKeys
 from aigate.adapters.kube import CountingApiClient, KubeAdapter, RejectedError, TransientError
@@ -187,6 +188,7 @@ async def stop_watching_policy(**_: Any) -> None:
     for task in (_policy_task, _keys_task, _sweep_task):
         if task is not None:
             task.cancel()
+    prometheus.POOL.close()  # its sessions, and the CA files written for them
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

@@ -55,7 +55,7 @@ from pydantic import ValidationError
 
 from aigate import evidence
 from aigate.adapters import signing
-from aigate.api.records import RECORD_PLURAL
+from aigate.adapters.records import RecordStore
 from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION, AIDeploymentSpec
 from aigate.core import gate
 from aigate.core.records import End
@@ -412,29 +412,18 @@ def _now_value() -> str:
 # ---- report ------------------------------------------------------------------------------
 
 
-def _report(args: argparse.Namespace, custom: Any, namespace: str) -> int:
+def _report(args: argparse.Namespace, custom: Any, api: Any, namespace: str) -> int:
     """Records of NAME in `namespace` (listed from --records-namespace), the AIDeployment as
     it is now if it still exists, and the report written from them."""
-    listed = custom.list_namespaced_custom_object(
-        GROUP, VERSION, args.records_namespace, RECORD_PLURAL
-    )
     try:
         current = _get(custom, namespace, args.name)
     except ApiException as error:
         if error.status != 404:
             raise
         current = None
-    items = list(listed.get("items") or [])
-    try:
-        keys = client.CoreV1Api(custom.api_client).read_namespaced_config_map(
-            signing.PUBLIC_KEYS_CONFIGMAP, args.records_namespace
-        )
-        items.append(
-            {"kind": "ConfigMap", "metadata": {"name": keys.metadata.name}, "data": keys.data or {}}
-        )
-    except ApiException as error:
-        if error.status != 404:
-            raise
+    # By name, not UID: the AIDeployment may be gone (write_report keeps NAME's records).
+    items = RecordStore(api, args.records_namespace).list()
+    items += _public_keys(api, args.records_namespace)
     last = ((current or {}).get("status") or {}).get("records", {}).get("lastSequence")
     end = End(last_sequence=int(last) if last is not None else None)
     return write_report(
@@ -641,45 +630,37 @@ def _keys(args: argparse.Namespace, api: Any) -> int:
 # ---- records: verify and export --------------------------------------------------------------
 
 RECORDS_NAMESPACE = "aigate-system"
-LABEL_SUBJECT_UID = "aigate.dev/subject-uid"
 
 
 def _export(args: argparse.Namespace, api: Any, uid: str) -> dict[str, Any]:
     """The records of `uid` and the public keys ConfigMap, as a kind: List."""
-    custom = client.CustomObjectsApi(api)
-    items: list[dict[str, Any]] = []
-    token = None
-    while True:
-        page = custom.list_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            args.records_namespace,
-            RECORD_PLURAL,
-            label_selector=f"{LABEL_SUBJECT_UID}={uid}",
-            limit=500,
-            _continue=token,
-        )
-        items.extend(page.get("items") or [])
-        token = (page.get("metadata") or {}).get("continue")
-        if not token:
-            break
+    items = RecordStore(api, args.records_namespace).list(uid)
     items.sort(key=lambda i: (i.get("spec") or {}).get("sequence", 0))
+    return {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": items + _public_keys(api, args.records_namespace),
+    }
+
+
+def _public_keys(api: Any, records_namespace: str) -> list[dict[str, Any]]:
+    """The operator's published public keys ConfigMap, as a list item (none if absent)."""
     try:
         keys = client.CoreV1Api(api).read_namespaced_config_map(
-            signing.PUBLIC_KEYS_CONFIGMAP, args.records_namespace
-        )
-        items.append(
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": keys.metadata.name, "namespace": keys.metadata.namespace},
-                "data": keys.data or {},
-            }
+            signing.PUBLIC_KEYS_CONFIGMAP, records_namespace
         )
     except ApiException as error:
         if error.status != 404:
             raise
-    return {"apiVersion": "v1", "kind": "List", "items": items}
+        return []
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": keys.metadata.name, "namespace": keys.metadata.namespace},
+            "data": keys.data or {},
+        }
+    ]
 
 
 def _subject(args: argparse.Namespace, custom: Any, namespace: str) -> tuple[str, End]:
@@ -787,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
     custom, api = _client(args)
     namespace = _namespace(args)
     if args.command == "report":  # records outlive the AIDeployment: it may be gone
-        return _report(args, custom, namespace)
+        return _report(args, custom, api, namespace)
     if args.command == "verify":
         return _verify(args, custom, api, namespace)
     if args.command == "records":

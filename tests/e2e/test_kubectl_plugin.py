@@ -12,7 +12,7 @@ import pytest
 
 from aigate.core.revision import compute_revision
 from support.factories import image_for, spec_model
-from support.kube import Aid
+from support.kube import Aid, kubectl_aigate
 from support.scenarios import NAME, ModelServers, plan
 from support.waiting import wait_for
 
@@ -34,23 +34,6 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: aigate-a
 subjects:
   - {apiGroup: rbac.authorization.k8s.io, kind: Group, name: "aigate:approvers"}
 """
-
-
-def kubectl_aigate(cluster, *args: str, user: str = "admin", expect: int = 0) -> str:
-    kubeconfig = cluster.info.kubeconfig if user == "admin" else cluster.info.user_kubeconfigs[user]
-    # kubectl passes no flags to plugins: the kubeconfig comes from the environment, as for users
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    env = dict(os.environ, KUBECONFIG=kubeconfig, PATH=path)
-    result = subprocess.run(
-        [str(cluster.bin / "kubectl"), "aigate", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == expect, result.stderr or result.stdout
-    return result.stdout
 
 
 @pytest.fixture

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -20,27 +18,12 @@ from aigate.api.records import RECORD_PLURAL
 from aigate.core import gate
 from aigate.core.revision import compute_revision
 from support.factories import approval_annotations, image_for, request, spec_dict, spec_model
-from support.kube import Aid
+from support.kube import Aid, kubectl_aigate
 from support.waiting import wait_for
 
 RECORDS_NAMESPACE = "aigate-system"
 TIMEOUT = 90
 ABORT = gate.PREFIX + "abort"
-
-
-def plugin(cluster, *args: str, expect: int = 0) -> str:
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    env = dict(os.environ, KUBECONFIG=cluster.info.kubeconfig, PATH=path)
-    result = subprocess.run(
-        [str(cluster.bin / "kubectl"), "aigate", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == expect, result.stdout + result.stderr
-    return result.stdout
 
 
 def records(api_client, uid: str) -> list[dict]:
@@ -153,7 +136,7 @@ def test_records_survive_a_request_flood_and_verify_catches_forged_removed_and_r
     assert found[approval_seq - 1]["spec"]["approval"]["approvedBy"] == "jane@example.com"
     assert found[approval_seq - 1]["spec"]["content"]["model"]["version"] == "2.5.0"
     assert found[breach_seq - 1]["spec"]["toPhase"] == "RollingBack"
-    out = plugin(cluster, "verify", "fraud-scorer", "-n", namespace)
+    out = kubectl_aigate(cluster, "verify", "fraud-scorer", "-n", namespace)
     assert "records intact" in out and f"{len(found)} record(s)" in out
 
     # Forged: a record's message changed (the digest no longer matches, nor could a new one
@@ -161,17 +144,17 @@ def test_records_survive_a_request_flood_and_verify_catches_forged_removed_and_r
     forged = copy.deepcopy(found[breach_seq - 1])
     forged["spec"]["message"] = "nothing happened"
     _replace(api_client, forged)
-    out = plugin(cluster, "verify", "fraud-scorer", "-n", namespace, expect=1)
+    out = kubectl_aigate(cluster, "verify", "fraud-scorer", "-n", namespace, expect=1)
     assert f"sequence {breach_seq} (" in out and "altered after it was recorded" in out
     restored = custom(api_client).get_namespaced_custom_object(
         "aigate.dev", "v1alpha1", RECORDS_NAMESPACE, RECORD_PLURAL, forged["metadata"]["name"]
     )
     _replace(api_client, {**restored, "spec": found[breach_seq - 1]["spec"]})
-    plugin(cluster, "verify", "fraud-scorer", "-n", namespace)
+    kubectl_aigate(cluster, "verify", "fraud-scorer", "-n", namespace)
 
     # Removed: the approval record.
     _delete(api_client, found[approval_seq - 1]["metadata"]["name"])
-    out = plugin(cluster, "verify", "fraud-scorer", "-n", namespace, expect=1)
+    out = kubectl_aigate(cluster, "verify", "fraud-scorer", "-n", namespace, expect=1)
     assert f"sequence {approval_seq} missing (in the middle): removed" in out
     _create(api_client, found[approval_seq - 1])
 
@@ -180,10 +163,10 @@ def test_records_survive_a_request_flood_and_verify_catches_forged_removed_and_r
     replay = copy.deepcopy(handled)
     replay["metadata"]["name"] = "fraud-scorer-replay"
     _create(api_client, replay)
-    out = plugin(cluster, "verify", "fraud-scorer", "-n", namespace, expect=1)
+    out = kubectl_aigate(cluster, "verify", "fraud-scorer", "-n", namespace, expect=1)
     assert "a copy of a record under another name" in out and "a replayed copy" in out
     _delete(api_client, "fraud-scorer-replay")
-    plugin(cluster, "verify", "fraud-scorer", "-n", namespace)
+    kubectl_aigate(cluster, "verify", "fraud-scorer", "-n", namespace)
 
 
 @pytest.mark.usefixtures("operator")
@@ -208,13 +191,13 @@ def test_a_crash_between_status_and_record_loses_nothing_and_deletion_keeps_the_
             "fraud-scorer",
             {"status": {"records": {"outbox": [last["spec"]]}}},
         )
-        out = plugin(cluster, "verify", "fraud-scorer", "-n", namespace, expect=1)
+        out = kubectl_aigate(cluster, "verify", "fraud-scorer", "-n", namespace, expect=1)
         assert f"sequence {last['spec']['sequence']} missing (at the end" in out
     finally:
         operator.start()
     again = delivered(aid, api_client)
     assert again[-1]["spec"] == last["spec"]
-    plugin(cluster, "verify", "fraud-scorer", "-n", namespace)
+    kubectl_aigate(cluster, "verify", "fraud-scorer", "-n", namespace)
 
     # Deleted: the records stay, closed by DeploymentDeleted, and verify still works.
     custom(api_client).delete_namespaced_custom_object(
@@ -224,11 +207,13 @@ def test_a_crash_between_status_and_record_loses_nothing_and_deletion_keeps_the_
     kept = records(api_client, uid)
     assert kept[-1]["spec"]["reason"] == "DeploymentDeleted"
     assert len(kept) == len(found) + 1
-    out = plugin(cluster, "verify", "fraud-scorer", "-n", namespace, "--uid", uid)
+    out = kubectl_aigate(cluster, "verify", "fraud-scorer", "-n", namespace, "--uid", uid)
     assert "records intact" in out
     # Offline: the export, checked with the public key pinned.
     export = tmp_path / "records.json"
-    export.write_text(plugin(cluster, "records", "fraud-scorer", "-n", namespace, "--uid", uid))
+    export.write_text(
+        kubectl_aigate(cluster, "records", "fraud-scorer", "-n", namespace, "--uid", uid)
+    )
     keys = json.loads(
         client.CoreV1Api(api_client)
         .read_namespaced_config_map("aigate-record-keys", RECORDS_NAMESPACE)

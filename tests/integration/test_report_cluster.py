@@ -3,11 +3,9 @@ namespace, the AIDeployment gone, the report still written from the records alon
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import pytest
-from kube_custom_resource import CustomResourceRegistry
 from kubernetes import client
 
 from aigate import kubectl_plugin
@@ -19,38 +17,8 @@ from support.waiting import wait_for
 pytestmark = pytest.mark.cluster
 
 
-@pytest.fixture(scope="module")
-def record_crd(cluster, tmp_path_factory) -> None:
-    """The AIRecord CRD generated from the contract (the chart and crds/ get it with the
-    records writer)."""
-    registry = CustomResourceRegistry(GROUP, categories=["aigate"])
-    registry.register_model(api.AIRecord)
-    (crd,) = list(registry)
-    path = tmp_path_factory.mktemp("crd") / "airecords.json"
-    path.write_text(json.dumps(_no_const(crd.kubernetes_resource())))
-    cluster.kubectl("apply", "--server-side", "-f", str(path))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", f"crd/{api.RECORD_PLURAL}.{GROUP}"
-    )
-
-
-def _no_const(node: object) -> object:
-    """What a structural schema does not allow, as crdgen will have to do when it generates
-    this CRD: a single-value Literal's `const` becomes an enum of one; `extra="forbid"`'s
-    `additionalProperties: false` beside `properties` goes (pruning drops unknown fields)."""
-    if isinstance(node, dict):
-        if "const" in node:
-            node["enum"] = [node.pop("const")]
-        if "properties" in node and node.get("additionalProperties") is False:
-            del node["additionalProperties"]
-        return {k: _no_const(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_no_const(v) for v in node]
-    return node
-
-
 def test_report_of_a_deleted_aideployment_from_its_records(
-    cluster, api_client, namespace, record_crd, tmp_path, capsys
+    cluster, api_client, namespace, crd_installed, tmp_path, capsys
 ):
     custom = client.CustomObjectsApi(api_client)
     log = two_rollouts()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
@@ -82,3 +86,22 @@ class Aid:
             if p.metadata.deletion_timestamp is None
             and any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))
         ]
+
+
+def kubectl_aigate(cluster, *args: str, user: str = "admin", expect: int = 0) -> str:
+    """`kubectl aigate ARGS` as `user`, through the real kubectl's plugin lookup; fails the
+    test unless it exits with `expect`."""
+    kubeconfig = cluster.info.kubeconfig if user == "admin" else cluster.info.user_kubeconfigs[user]
+    # kubectl passes no flags to plugins: the kubeconfig comes from the environment, as for users
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env = dict(os.environ, KUBECONFIG=kubeconfig, PATH=path)
+    result = subprocess.run(
+        [str(cluster.bin / "kubectl"), "aigate", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == expect, result.stderr or result.stdout
+    return result.stdout

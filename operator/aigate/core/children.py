@@ -9,13 +9,13 @@ it created it: an ownerReference is just a field anyone with edit rights can wri
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from aigate.api.v1alpha1 import ChildRecord, ChildRecords
+from aigate.core.revision import canonical_digest
 
 Child = Literal["stable", "canary", "service"]
 CHILDREN: tuple[Child, ...] = ("stable", "canary", "service")
@@ -81,8 +81,7 @@ def content_digest(obj: Mapping[str, Any]) -> str:
         "labels": metadata.get("labels") or {},
         "annotations": annotations,
     }
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return canonical_digest(content)
 
 
 def changed_fields(managed_fields: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:

@@ -12,8 +12,6 @@ another name or sequence and a replayed request are each told apart below.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -26,7 +24,7 @@ from aigate.api.records import (
     RecordSignature,
     RequestHandled,
 )
-from aigate.core.revision import revision_of_content
+from aigate.core.revision import canonical_digest
 
 GENESIS = GENESIS_DIGEST
 SIGNED_PREFIX = "aigate.dev/record/v1\n"
@@ -35,14 +33,8 @@ NAME_PREFIX_LENGTH = 40
 _NOT_CONTENT = {"digest", "signature"}
 
 
-def canonical(record: AIRecordSpec) -> bytes:
-    content = record.model_dump(mode="json", by_alias=True, exclude=_NOT_CONTENT)
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return text.encode()
-
-
 def record_digest(record: AIRecordSpec) -> str:
-    return hashlib.sha256(canonical(record)).hexdigest()
+    return canonical_digest(record.model_dump(mode="json", by_alias=True, exclude=_NOT_CONTENT))
 
 
 def signed_message(digest: str) -> bytes:
@@ -225,7 +217,7 @@ def vouches_for(
         return f"record {record.sequence} is {record.reason}, not {reason}"
     if record.revision != revision:
         return f"record {record.sequence} names revision {record.revision}, not {revision}"
-    if reason == ApprovalRecorded and revision_of_content(record.content or {}) != revision:
+    if reason == ApprovalRecorded and canonical_digest(record.content or {}) != revision:
         return f"record {record.sequence}'s approved content does not hash to {revision}"
     return ""
 

@@ -29,11 +29,12 @@ def vouched_content(spec: AIDeploymentSpec) -> dict[str, Any]:
 
 
 def compute_revision(spec: AIDeploymentSpec) -> str:
-    return revision_of_content(vouched_content(spec))
+    return canonical_digest(vouched_content(spec))
 
 
-def revision_of_content(content: dict[str, Any]) -> str:
-    """The revision of vouched content (a snapshot's or an approval record's)."""
+def canonical_digest(content: Any) -> str:
+    """SHA-256 of JSON-compatible data in one canonical form (sorted keys, compact, UTF-8):
+    a revision from vouched content, a child's content digest, an audit record's digest."""
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
