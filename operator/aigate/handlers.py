@@ -21,6 +21,7 @@ from aigate import metrics, reconciler
 from aigate.adapters import prometheus
 from aigate.adapters.admission import ApprovalPolicyCheck
 from aigate.adapters.approver_keys import ApproverKeys
+from aigate.adapters.cache import BodyCache, ChildCache, ChildSummary, summarize
 from aigate.adapters.kube import CountingApiClient, KubeAdapter, RejectedError, TransientError
 from aigate.adapters.records import Recorder, RecordStore
 from aigate.adapters.signing import KeyStore
@@ -34,6 +35,10 @@ RETRY_AFTER_TRANSIENT_ERROR = 5.0
 
 _wakers: dict[tuple[str, str], asyncio.Event] = {}
 _kube: KubeAdapter | None = None
+# What the watches hold (children reduced to summaries, kopf's live AIDeployment bodies),
+# plus aigate's writes the watches have not shown yet: a reconcile reads nothing.
+_children = ChildCache()
+_bodies = BodyCache()
 
 # `aigate run --require-approval-policy`: the policy's name, or None (not checked).
 _required_policy: str | None = None
@@ -79,9 +84,15 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # and Flux see no drift (DESIGN.md section 2).
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
-        field="status.kopf.last-handled-configuration"
-    )
+    # aigate has no create/update handlers (one daemon decides from the whole object), so
+    # kopf needs no diff base: none is stored (no copy of the spec in status, no patch per
+    # spec change); its deletion handler needs none.
+    settings.persistence.diffbase_storage = NoDiffBase()
+    # Only aigate's children are watched (server-side selector): not every Deployment and
+    # Service of the cluster. Names they do not show are looked up before a write.
+    children = f"{MANAGED_BY}={OPERATOR_NAME}"
+    settings.watching.label_selectors["apps", "v1", "deployments"] = children
+    settings.watching.label_selectors["", "v1", "services"] = children
     # Logs are not Events: only kopf's own warnings and errors become Events; the
     # decisions' Events are posted explicitly below.
     settings.posting.level = logging.WARNING
@@ -91,8 +102,21 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
     _kube = KubeAdapter(
-        CountingApiClient(lambda verb, resource: metrics.API_REQUESTS.labels(verb, resource).inc())
+        CountingApiClient(lambda verb, resource: metrics.API_REQUESTS.labels(verb, resource).inc()),
+        children=_children,
+        bodies=_bodies,
     )
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No diff base: every object looks unchanged since last handled (aigate's daemon
+    compares what it needs itself), so nothing is written for it."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return self.build(body=body)
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 @kopf.on.startup()
@@ -192,39 +216,87 @@ async def stop_watching_policy(**_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def aideployment_changed(namespace: str, name: str, **_: Any) -> None:
-    _waker(namespace, name).set()
+def aideployment_changed(namespace: str, name: str, meta: kopf.Meta, **_: Any) -> None:
+    """Wakes the resource's daemon, unless the event only shows aigate's own status write
+    (that round already decided from what it wrote)."""
+    key = ("AIDeployment", namespace, name)
+    if not _bodies.overlay.is_own(key, str(meta.get("resourceVersion", ""))):
+        _waker(namespace, name).set()
+
+
+@kopf.index("apps", "v1", "deployments", labels={MANAGED_BY: OPERATOR_NAME})
+def aigate_deployments(body: kopf.Body, **_: Any) -> dict[Any, ChildSummary]:
+    """aigate's Deployments as reconciles read them (a summary, made once per event)."""
+    summary = summarize(body, "Deployment")
+    return {summary.key: summary}
+
+
+@kopf.index("", "v1", "services", labels={MANAGED_BY: OPERATOR_NAME})
+def aigate_services(body: kopf.Body, **_: Any) -> dict[Any, ChildSummary]:
+    summary = summarize(body, "Service")
+    return {summary.key: summary}
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY: OPERATOR_NAME})
 @kopf.on.event("", "v1", "services", labels={MANAGED_BY: OPERATOR_NAME})
-def child_changed(namespace: str, labels: dict[str, str], **_: Any) -> None:
+def child_changed(
+    namespace: str, name: str, labels: dict[str, str], body: kopf.Body, type: str, **_: Any
+) -> None:
     """A child changed (rolled, scaled, edited by someone): its owner looks again at once,
-    so drift is reverted without waiting for the next periodic reconcile."""
+    so drift is reverted without waiting for the next periodic reconcile. (kopf updated the
+    index before this runs: the owner reads the new state.)"""
+    if type == "DELETED":
+        _children.overlay.forget((str(body.get("kind", "")), namespace, name))
     owner = labels.get(LABEL_OWNER)
     if owner:
         _waker(namespace, owner).set()
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
-async def drive(namespace: str, name: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
+async def drive(
+    namespace: str,
+    name: str,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    aigate_deployments: kopf.Index[Any, ChildSummary],
+    aigate_services: kopf.Index[Any, ChildSummary],
+    **_: Any,
+) -> None:
+    """`body` is kopf's live view of the object: each watch event updates it."""
     assert _kube is not None
+    _children.attach(_Indexes(aigate_deployments, aigate_services))
     wake = _waker(namespace, name)
     try:
         while not stopped:
             wake.clear()
-            delay = await _reconcile_once(_kube, namespace, name)
+            delay = await _reconcile_once(_kube, namespace, name, body)
             if delay is None:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=delay)
     finally:
         _wakers.pop((namespace, name), None)
+        _bodies.overlay.forget(("AIDeployment", namespace, name))
         # The daemon ends when the object is deleted (or the operator stops): its series go.
         metrics.forget(namespace, name)
 
 
-async def _reconcile_once(kube: KubeAdapter, namespace: str, name: str) -> float | None:
+class _Indexes:
+    """Both kopf indexes read as one mapping: key -> the summaries held under it."""
+
+    def __init__(self, *indexes: kopf.Index[Any, ChildSummary]) -> None:
+        self._indexes = indexes
+
+    def get(self, key: Any, default: Any = ()) -> Any:
+        for index in self._indexes:
+            if key in index:
+                return index[key]
+        return default
+
+
+async def _reconcile_once(
+    kube: KubeAdapter, namespace: str, name: str, body: kopf.Body
+) -> float | None:
     """Returns the delay before the next reconcile, or None when the object is gone."""
     with metrics.RECONCILE_SECONDS.time():
         try:
@@ -232,6 +304,7 @@ async def _reconcile_once(kube: KubeAdapter, namespace: str, name: str) -> float
                 kube,
                 namespace,
                 name,
+                watched=body,
                 approval_policy=_policy_check,
                 approver_keys=_approver_keys,
                 recorder=_recorder,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from aigate.adapters import prometheus
 from aigate.adapters.admission import ApprovalPolicyCheck
 from aigate.adapters.approver_keys import ApproverKeys
+from aigate.adapters.cache import ChildSummary
 from aigate.adapters.kube import (
     KubeAdapter,
     NameTakenError,
@@ -139,9 +140,17 @@ async def reconcile(
     approval_policy: ApprovalPolicyCheck | None = None,
     approver_keys: ApproverKeys | None = None,
     recorder: Recorder | None = None,
+    watched: Mapping[str, Any] | None = None,
 ) -> Outcome | None:
-    body = await asyncio.to_thread(kube.get_aideployment, namespace, name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
+    """`watched`: the AIDeployment as the operator's watch holds it (nothing is read then);
+    without it, it is read from the API server."""
+    if watched is not None and kube.bodies is not None:
+        body: dict[str, Any] | None = kube.bodies.current(watched)
+    elif watched is not None:
+        body = dict(watched)
+    else:
+        body = await asyncio.to_thread(kube.get_aideployment, namespace, name)
+    if not body or body["metadata"].get("deletionTimestamp"):
         return None  # deleted: record_deletion closes the chain; children go by owner refs
     metadata = body["metadata"]
     owner = Owner(name=name, namespace=namespace, uid=metadata["uid"])
@@ -186,6 +195,15 @@ async def reconcile(
         measurements = await _measure(kube, namespace, spec, plan)
         inputs = dataclasses.replace(inputs, measurements=measurements)
     decision = rollout.decide(inputs)
+    unwatched = await _unwatched_children(kube, owner, decision)
+    if unwatched:
+        # Objects without aigate's label hold names it was about to write: seen now, they
+        # are conflicts (never written over), and the decision is made again knowing them.
+        observed = await asyncio.to_thread(
+            kube.observe, owner, previous.children, _known_revisions(previous), unwatched
+        )
+        inputs = dataclasses.replace(inputs, observed=observed)
+        decision = rollout.decide(inputs)
     context = {"aideployment": f"{namespace}/{name}", "revision": decision.status.revision}
     if decision.conditions_only:
         return await _report_unreadable_status(kube, body, decision, context)
@@ -311,6 +329,33 @@ async def _check_signatures(
     if keys is not None:
         registry, problem = await asyncio.to_thread(keys.registry)
     return check_annotations(spec, annotations, registry, problem)
+
+
+async def _unwatched_children(
+    kube: KubeAdapter, owner: Owner, decision: rollout.Decision
+) -> dict[tuple[str, str, str], ChildSummary]:
+    """Before aigate writes a child its watches do not show, the name is looked up: the
+    watches see only objects with aigate's label, and an object someone else made under
+    that name must be found (a conflict), never applied over. Only when a write is due, so
+    a reconcile that changes nothing reads nothing."""
+    if kube.children is None:
+        return {}  # observe() read every name from the API server already
+    found: dict[tuple[str, str, str], ChildSummary] = {}
+    for action in decision.actions:
+        if isinstance(action, rollout.DeleteDeployment):
+            continue
+        child = rollout.action_track(action)
+        kind, name = (
+            ("Service", owner.name)
+            if child == "service"
+            else ("Deployment", deployment_name(owner.name, child))
+        )
+        if kube.read_child(kind, owner.namespace, name) is not None:
+            continue
+        live = await asyncio.to_thread(kube.get_child, kind, owner.namespace, name)
+        if live is not None:
+            found[live.key] = live
+    return found
 
 
 def _known_revisions(status: AIDeploymentStatus) -> frozenset[str]:

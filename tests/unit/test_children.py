@@ -217,6 +217,7 @@ def test_an_unpinned_image_volume_is_named():
 def test_an_object_being_deleted_is_claimed_like_any_other():
     """A deletion held by someone's finalizer hides no edit: only the canary aigate itself
     deleted (its record gone) is waited for without a claim."""
+    from aigate.adapters.cache import summarize
     from aigate.adapters.kube import KubeAdapter
     from aigate.core.workloads import Owner
 
@@ -224,11 +225,17 @@ def test_an_object_being_deleted_is_claimed_like_any_other():
     going = copy.deepcopy(DEPLOYMENT)
     going["metadata"].update(deletionTimestamp="2026-11-24T10:00:00Z", finalizers=["x/hold"])
     recorded = ChildRecords(stable=ChildRecord(uid="dep-uid", digest=content_digest(DEPLOYMENT)))
-    result = KubeAdapter._claim(going, "stable", "Deployment", owner, recorded, frozenset())
+    result = KubeAdapter._claim(
+        summarize(going, "Deployment"), "stable", owner, recorded, frozenset()
+    )
     assert result.ours and result.drift is not None  # the finalizer (and any edit) is drift
-    foreign = KubeAdapter._claim(going, "stable", "Deployment", owner, ChildRecords(), frozenset())
+    foreign = KubeAdapter._claim(
+        summarize(going, "Deployment"), "stable", owner, ChildRecords(), frozenset()
+    )
     assert not foreign.ours and foreign.conflict
     canary = copy.deepcopy(going)
     canary["metadata"]["name"] = "fraud-scorer-canary"
-    own = KubeAdapter._claim(canary, "canary", "Deployment", owner, ChildRecords(), frozenset())
+    own = KubeAdapter._claim(
+        summarize(canary, "Deployment"), "canary", owner, ChildRecords(), frozenset()
+    )
     assert own == children.Claim(ours=True)

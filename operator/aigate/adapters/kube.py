@@ -11,25 +11,18 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from aigate.adapters.cache import BodyCache, ChildCache, ChildSummary, summarize
 from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION, ChildRecords
-from aigate.core.children import (
-    Child,
-    Claim,
-    Drift,
-    LiveChild,
-    changed_fields,
-    claim,
-    content_digest,
-)
+from aigate.core.children import Child, Claim, Drift, LiveChild, claim
 from aigate.core.rollout import Observed, WorkloadState
-from aigate.core.workloads import LABEL_REVISION, LABEL_VERSION, Owner, deployment_name
+from aigate.core.workloads import Owner, deployment_name
 
 FIELD_MANAGER = "aigate"
 _APPLY = "application/apply-patch+yaml"
@@ -98,11 +91,21 @@ def resource_of(url: str) -> str:
 
 
 class KubeAdapter:
-    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+    """With caches (the operator), children are read from the watches and every write is
+    remembered until the watch shows it; without (tools, tests), each read is a GET."""
+
+    def __init__(
+        self,
+        api_client: client.ApiClient | None = None,
+        children: ChildCache | None = None,
+        bodies: BodyCache | None = None,
+    ) -> None:
         self.api_client = api_client or client.ApiClient()
         self.apps = client.AppsV1Api(self.api_client)
         self.core = client.CoreV1Api(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
+        self.children = children
+        self.bodies = bodies
 
     # ---- the custom resource ---------------------------------------------------------
 
@@ -123,13 +126,22 @@ class KubeAdapter:
         if resource_version is not None:
             body["metadata"] = {"resourceVersion": resource_version}
         try:
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, body, _content_type=_MERGE
+            response = self.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                body,
+                _content_type=_MERGE,
+                _preload_content=False,
             )
         except ApiException as error:
             if error.status in (404, 409):
                 return False
             raise _translate(error, f"patch status of AIDeployment {namespace}/{name}") from error
+        if self.bodies is not None:
+            self.bodies.wrote(json.loads(response.data))
         return True
 
     # ---- children --------------------------------------------------------------------
@@ -139,6 +151,7 @@ class KubeAdapter:
         owner: Owner,
         records: ChildRecords | None = None,
         known_revisions: frozenset[str] = frozenset(),
+        unwatched: Mapping[tuple[str, str, str], ChildSummary] | None = None,
     ) -> Observed:
         """The children as the API server has them: each read raw (every field the server
         holds, including ones this client's models do not know), claimed as aigate's only by
@@ -146,14 +159,20 @@ class KubeAdapter:
         conflicts: list[str] = []
         drift: list[Drift] = []
         workloads: dict[str, WorkloadState | None] = {}
+        extra = unwatched or {}
+
+        def read(kind: str, name: str) -> ChildSummary | None:
+            live = self.read_child(kind, owner.namespace, name)
+            return live if live is not None else extra.get((kind, owner.namespace, name))
+
         for track in ("stable", "canary"):
-            raw = self._read("Deployment", deployment_name(owner.name, track), owner.namespace)
-            claimed = self._claim(raw, track, "Deployment", owner, records, known_revisions)
-            workloads[track] = _workload(raw) if claimed.ours and raw else None
+            live = read("Deployment", deployment_name(owner.name, track))
+            claimed = self._claim(live, track, owner, records, known_revisions)
+            workloads[track] = live.workload if claimed.ours and live else None
             conflicts.extend([claimed.conflict] if claimed.conflict else [])
             drift.extend([claimed.drift] if claimed.drift else [])
-        raw = self._read("Service", owner.name, owner.namespace)
-        claimed = self._claim(raw, "service", "Service", owner, records, known_revisions)
+        live = read("Service", owner.name)
+        claimed = self._claim(live, "service", owner, records, known_revisions)
         conflicts.extend([claimed.conflict] if claimed.conflict else [])
         drift.extend([claimed.drift] if claimed.drift else [])
         return Observed(
@@ -161,23 +180,29 @@ class KubeAdapter:
             canary=workloads["canary"],
             conflicts=tuple(conflicts),
             drift=tuple(drift),
-            service_ports=_service_ports(raw) if raw and claimed.ours else None,
+            service_ports=live.service_ports if live and claimed.ours else None,
         )
 
     @staticmethod
     def _claim(
-        raw: dict[str, Any] | None,
+        live: ChildSummary | None,
         child: Child,
-        kind: str,
         owner: Owner,
         records: ChildRecords | None,
         known_revisions: frozenset[str],
     ) -> Claim:
-        if raw is None:
+        if live is None:
             return Claim(ours=False)
-        return claim(live_child(raw, child, kind), records, owner.uid, known_revisions)
+        return claim(live_child(live, child), records, owner.uid, known_revisions)
 
-    def _read(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+    def read_child(self, kind: str, namespace: str, name: str) -> ChildSummary | None:
+        """From the watches when the operator has them, else a GET."""
+        if self.children is not None:
+            return self.children.get(kind, namespace, name)
+        return self.get_child(kind, namespace, name)
+
+    def get_child(self, kind: str, namespace: str, name: str) -> ChildSummary | None:
+        """A GET: also for names the watches cannot show (objects without aigate's label)."""
         read = {
             "Deployment": self.apps.read_namespaced_deployment,
             "Service": self.core.read_namespaced_service,
@@ -188,7 +213,7 @@ class KubeAdapter:
             if error.status == 404:
                 return None
             raise _translate(error, f"get {kind} {namespace}/{name}") from error
-        return json.loads(response.data)
+        return summarize(json.loads(response.data), kind)
 
     def write(self, manifest: dict[str, Any], mode: WriteMode) -> dict[str, Any]:
         """Writes a Deployment or Service of aigate's and returns it as stored.
@@ -223,16 +248,24 @@ class KubeAdapter:
                 # made meanwhile): look again; the next observe says which.
                 raise NameTakenError(f"create {kind} {namespace}/{name}: name taken") from error
             raise _translate(error, f"{mode} {kind} {namespace}/{name}") from error
-        return json.loads(response.data)
+        stored = json.loads(response.data)
+        if self.children is not None:
+            self.children.wrote(stored, kind)
+        return stored
 
     def delete(self, namespace: str, name: str) -> None:
         """Deletes a Deployment we own; its pods go first (foreground), so "gone" means gone."""
         try:
-            self.apps.delete_namespaced_deployment(name, namespace, propagation_policy="Foreground")
+            response = self.apps.delete_namespaced_deployment(
+                name, namespace, propagation_policy="Foreground", _preload_content=False
+            )
         except ApiException as error:
             if error.status == 404:
                 return
             raise _translate(error, f"delete Deployment {namespace}/{name}") from error
+        answer = json.loads(response.data or b"{}")
+        if self.children is not None and answer.get("kind") == "Deployment":
+            self.children.wrote(answer, "Deployment")  # now going away
 
     def read_secret_key(self, namespace: str, name: str, key: str) -> str:
         """One key of a Secret, decoded. The value is never logged."""
@@ -246,51 +279,15 @@ class KubeAdapter:
         return base64.b64decode(data[key]).decode()
 
 
-def live_child(raw: dict[str, Any], child: Child, kind: str) -> LiveChild:
-    metadata = raw.get("metadata") or {}
-    controller = next((r for r in metadata.get("ownerReferences") or [] if r.get("controller")), {})
+def live_child(live: ChildSummary, child: Child) -> LiveChild:
     return LiveChild(
         child=child,
-        kind=kind,
-        name=str(metadata.get("name", "")),
-        uid=str(metadata.get("uid", "")),
-        controller_uid=str(controller.get("uid", "")),
-        revision=str((metadata.get("annotations") or {}).get(LABEL_REVISION, "")),
-        digest=content_digest(raw),
-        changed_fields=changed_fields(metadata.get("managedFields") or ()),
-        deleting=bool(metadata.get("deletionTimestamp")),
-    )
-
-
-def _service_ports(raw: dict[str, Any]) -> tuple[int, int] | None:
-    ports = (raw.get("spec") or {}).get("ports") or []
-    if len(ports) != 1 or not isinstance(ports[0].get("targetPort"), int):
-        return None  # not a shape aigate writes: written again
-    return int(ports[0].get("port") or 0), ports[0]["targetPort"]
-
-
-def _workload(raw: dict[str, Any]) -> WorkloadState:
-    metadata, spec, status = raw["metadata"], raw.get("spec") or {}, raw.get("status") or {}
-    if metadata.get("deletionTimestamp"):
-        # Being deleted (a cancelled canary): report it, but never as a usable workload.
-        return WorkloadState(
-            revision="",
-            version="",
-            replicas=0,
-            ready_replicas=int(status.get("readyReplicas") or 0),
-            updated_replicas=0,
-            total_replicas=int(status.get("replicas") or 0),
-            observed_current=False,
-            terminating=True,
-        )
-    return WorkloadState(
-        revision=str((metadata.get("annotations") or {}).get(LABEL_REVISION, "")),
-        version=str((metadata.get("labels") or {}).get(LABEL_VERSION, "")),
-        replicas=int(spec.get("replicas") or 0),
-        ready_replicas=int(status.get("readyReplicas") or 0),
-        updated_replicas=int(status.get("updatedReplicas") or 0),
-        total_replicas=int(status.get("replicas") or 0),
-        observed_current=int(status.get("observedGeneration") or 0)
-        >= int(metadata.get("generation") or 0),
-        template=spec.get("template") or {},
+        kind=live.kind,
+        name=live.name,
+        uid=live.uid,
+        controller_uid=live.controller_uid,
+        revision=live.revision,
+        digest=live.digest,
+        changed_fields=live.changed_fields,
+        deleting=live.deleting,
     )
