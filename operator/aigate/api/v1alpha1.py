@@ -513,6 +513,11 @@ class MeasurementRecord(schema.BaseModel):
         "", description="compareTo: the stable track's query as sent, at the same instant."
     )
     baseline_value: str = Field("", description="compareTo: the stable track's value read.")
+    lag_seconds: float = Field(
+        0.0,
+        description="How long after its due time the measurement was taken (0 for the first "
+        "of an analysis).",
+    )
 
 
 class MetricCounters(schema.BaseModel):
@@ -532,6 +537,11 @@ class AnalysisState(schema.BaseModel):
     stage_index: int = Field(-1, description="The canary stage measured; -1 for the watch.")
     started_at: str = ""
     last_measured_at: str = ""
+    next_measurement_at: str = Field(
+        "",
+        description="When the next measurement is due: one interval after the last was due "
+        "(a late measurement does not push the rest back).",
+    )
     inconclusive_since: str = Field(
         "",
         description="Since when the analysis could not conclude (pauseTimeout counts from here).",

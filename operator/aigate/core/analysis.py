@@ -20,6 +20,7 @@ from aigate.api.v1alpha1 import (
     MetricCounters,
     MetricSpec,
 )
+from aigate.core.gate import format_rfc3339, parse_rfc3339
 from aigate.core.revision import short
 from aigate.core.verdict import QueryOutcome, judge, threshold_text
 
@@ -64,6 +65,10 @@ class MeasurementPlan:
     queries: tuple[PlannedQuery, ...]
     revision: str = ""
     stage_index: int = -1
+    # When it was due (None: the analysis's first, due as soon as the pods can be measured)
+    # and how long after that it is taken.
+    due: datetime | None = None
+    lag_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -83,11 +88,21 @@ class Measurements:
     results: tuple[MetricResult, ...]
     revision: str = ""
     stage_index: int = -1
+    due: datetime | None = None
+    lag_seconds: float = 0.0
 
     @classmethod
     def of(cls, plan: MeasurementPlan, results: tuple[MetricResult, ...]) -> Measurements:
         """The results of `plan`, keyed like it (so they count only where they were due)."""
-        return cls(plan.track, plan.at, results, plan.revision, plan.stage_index)
+        return cls(
+            plan.track,
+            plan.at,
+            results,
+            plan.revision,
+            plan.stage_index,
+            plan.due,
+            plan.lag_seconds,
+        )
 
     def belongs_to(self, state: AnalysisState) -> bool:
         """Taken for this analysis (track, revision, stage): never counted elsewhere."""
@@ -190,6 +205,7 @@ def record_measurements(
             time=at_iso,
             baseline_query=result.baseline_query if relative else "",
             baseline_value=format_value(judgement.baseline),
+            lag_seconds=measurements.lag_seconds,
         )
         counters = state.metrics.get(metric.name, MetricCounters()).model_copy()
         counters.measurements += 1
@@ -209,7 +225,31 @@ def record_measurements(
         state.metrics[metric.name] = counters
         records.append(record)
     state.last_measured_at = at_iso
+    state.next_measurement_at = format_rfc3339(
+        next_due(measurements.at, measurements.due, parse_duration(analysis.interval))
+    )
     return state, records
+
+
+def due_time(state: AnalysisState, analysis: AnalysisSpec) -> datetime | None:
+    """When the analysis's next measurement is due; None before its first (due as soon as
+    the pods can be measured). A status written before the grid existed: one interval
+    after the last measurement."""
+    if state.next_measurement_at:
+        return parse_rfc3339(state.next_measurement_at)
+    if state.last_measured_at:
+        return parse_rfc3339(state.last_measured_at) + parse_duration(analysis.interval)
+    return None
+
+
+def next_due(at: datetime, due: datetime | None, interval: timedelta) -> datetime:
+    """Measurements keep to a grid: the next is due one interval after this one was due,
+    so a late measurement does not push the rest back (a stage of three intervals keeps
+    its three measurements). The first, or one so late it missed a whole slot, starts the
+    grid at the time it was taken."""
+    if due is None or at - due >= interval:
+        return at + interval
+    return due + interval
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,7 @@ def _wait_for_pods(
     if not canary_ready:
         since = effects.parse_time(rollout.waiting_since) or d.now
         waited, deadline = d.now - since, parse_duration(plan.rollout.progress_deadline)
+        effects.requeue_while_waiting(d, deadline - waited)
         canary = d.sit.canary
         ready = (
             canary.ready_replicas if canary and canary.revision == rollout.candidate.revision else 0

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aigate.api.durations import parse_duration
 from aigate.api.v1alpha1 import AIDeploymentStatus, ChildRecords
 from aigate.core import analysis as an
 from aigate.core import conditions as cond
-from aigate.core.gate import format_rfc3339, parse_rfc3339
+from aigate.core.gate import format_rfc3339
 from aigate.core.revision import short
 from aigate.core.rollout import canary, effects, promotion, rest, rollback, watch
 from aigate.core.rollout.draft import Draft
@@ -191,9 +190,10 @@ def measurement_plan(inputs: Inputs) -> an.MeasurementPlan | None:
         return None
     analysis = plan.rollout.analysis
     now = inputs.now.replace(microsecond=0)  # measurements are stamped to the second
-    last = parse_rfc3339(state.last_measured_at) if state.last_measured_at else None
-    if last is not None and now < last + parse_duration(analysis.interval):
+    due = an.due_time(state, analysis)
+    if due is not None and now < due:
         return None
+    lag = round((inputs.now - due).total_seconds(), 1) if due is not None else 0.0
     subject = an.Subject(
         inputs.name, inputs.namespace, snapshot.revision, snapshot.version, state.track
     )
@@ -210,4 +210,6 @@ def measurement_plan(inputs: Inputs) -> an.MeasurementPlan | None:
         queries=queries,
         revision=snapshot.revision,
         stage_index=state.stage_index,
+        due=due,
+        lag_seconds=lag,
     )

@@ -7,7 +7,6 @@ import math
 from collections.abc import Sequence
 from datetime import timedelta
 
-from aigate.api.durations import parse_duration
 from aigate.api.v1alpha1 import (
     AnalysisSpec,
     AnalysisState,
@@ -58,6 +57,14 @@ def canary_replicas(replicas: int, weight: int) -> int:
     traffic through the Service is canary / (canary + replicas): 1 of 5 pods (20 %) for a
     10 % stage with 4 replicas. Rollback is then instant: nothing needs to scale up."""
     return max(1, min(replicas, math.ceil(replicas * weight / 100)))
+
+
+def requeue_while_waiting(d: Draft, until_deadline: timedelta) -> None:
+    """Waiting for pods: their watch events wake the resource; the requeue is only a safety
+    net, and the deadline is checked the moment it passes."""
+    d.requeue_within(REQUEUE_WHILE_CHANGING)
+    if until_deadline.total_seconds() > 0:
+        d.requeue_within(until_deadline.total_seconds() + 0.1)
 
 
 def parse_time(text: str):
@@ -337,11 +344,10 @@ def count_measurements(d: Draft, state: AnalysisState, analysis: AnalysisSpec) -
 
 
 def requeue_for_next_measurement(d: Draft, state: AnalysisState, analysis: AnalysisSpec) -> None:
-    last = parse_time(state.last_measured_at)
-    if last is None:
+    due = an.due_time(state, analysis)
+    if due is None:
         d.requeue_within(REQUEUE_NOW)
         return
-    due = last + parse_duration(analysis.interval)
     d.requeue_within(max(REQUEUE_NOW, (due - d.now).total_seconds()))
 
 

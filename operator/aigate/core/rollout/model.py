@@ -21,7 +21,9 @@ from aigate.core.workloads import Track
 
 # How soon to look again. Changes to the resource itself or its Deployments wake the
 # operator at once; these only bound how long anything else can go unnoticed.
-REQUEUE_WHILE_CHANGING = 2.0
+# While pods start or stop. Their watch events wake the resource as they change (the
+# operator's caches are updated before the wake-up), so this is only a safety net.
+REQUEUE_WHILE_CHANGING = 10.0
 REQUEUE_AT_REST = 60.0
 REQUEUE_NOW = 0.1
 MAX_BACKOFF = 300.0

@@ -15,7 +15,6 @@ from aigate.api.v1alpha1 import AnalysisState, WatchState
 from aigate.core.gate import format_rfc3339
 from aigate.core.rollout import effects
 from aigate.core.rollout.draft import Draft
-from aigate.core.rollout.model import REQUEUE_WHILE_CHANGING
 from aigate.core.rollout.routing import route
 from aigate.core.rollout.snapshots import plan_of, snapshot_of
 
@@ -112,8 +111,8 @@ def _waiting(d: Draft, waiting_since: str) -> None:
         )
         effects.back_off(d, error)
         return
-    d.requeue_within(REQUEUE_WHILE_CHANGING)
     deadline = parse_duration(plan.rollout.progress_deadline) if plan else timedelta(minutes=10)
+    effects.requeue_while_waiting(d, deadline - waited)
     if waited > deadline:
         d.stalled(
             "ProgressDeadlineExceeded",

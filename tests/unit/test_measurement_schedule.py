@@ -1,0 +1,54 @@
+"""Measurements keep to a grid (issue 10): each is due one interval after the previous was
+due, so a late one does not push the rest back, and each carries how late it was taken."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from aigate.api.v1alpha1 import AnalysisState
+from aigate.core import analysis as an
+from support.sim import plan_spec, serving, upgrade
+
+T = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+INTERVAL = timedelta(seconds=30)
+
+
+def test_the_next_measurement_is_due_one_interval_after_this_one_was_due():
+    assert an.next_due(T + timedelta(seconds=4), T, INTERVAL) == T + INTERVAL
+
+
+def test_the_first_measurement_starts_the_grid_where_it_is_taken():
+    assert an.next_due(T, None, INTERVAL) == T + INTERVAL
+
+
+def test_a_measurement_that_missed_a_whole_slot_starts_the_grid_again():
+    late = T + INTERVAL + timedelta(seconds=1)
+    assert an.next_due(late, T, INTERVAL) == late + INTERVAL
+
+
+def test_a_status_from_before_the_grid_is_due_an_interval_after_its_last_measurement():
+    analysis = plan_spec().rollout.analysis  # interval 30s
+    old = AnalysisState(last_measured_at="2026-11-24T12:00:00Z")
+    assert an.due_time(old, analysis) == T + INTERVAL
+    assert an.due_time(AnalysisState(), analysis) is None
+
+
+def test_late_reconciles_keep_the_grid_and_record_their_lag():
+    """Every reconcile 7 s late: due times stay one interval (10 s) apart and the lags are
+    recorded, so a one-minute stage still gets its measurements at the planned pace."""
+    world = serving(interval="10s")
+    upgrade(world, interval="10s")
+    world.run_until(lambda w: bool(w.plans), advance=timedelta(seconds=1))
+    first = world.plans[-1]
+    assert first.due is None and first.lag_seconds == 0.0
+    for _ in range(3):
+        due = an.due_time(world.status.rollout.analysis, world.spec.rollout.analysis)
+        world.now = due + timedelta(seconds=7)
+        world.step(advance=timedelta(0))
+        plan = world.plans[-1]
+        assert plan.due == due and plan.lag_seconds == 7.0
+        assert an.due_time(world.status.rollout.analysis, world.spec.rollout.analysis) == (
+            due + timedelta(seconds=10)
+        )
+    lags = [m.lag_seconds for m in world.status.recent_measurements]
+    assert 7.0 in lags and 0.0 in lags
