@@ -352,7 +352,7 @@ async def _unwatched_children(
         )
         if kube.read_child(kind, owner.namespace, name) is not None:
             continue
-        live = await asyncio.to_thread(kube.get_child, kind, owner.namespace, name)
+        live = await asyncio.to_thread(kube.look_up, kind, owner.namespace, name)
         if live is not None:
             found[live.key] = live
     return found

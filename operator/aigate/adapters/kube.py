@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -106,6 +107,7 @@ class KubeAdapter:
         self.custom = client.CustomObjectsApi(self.api_client)
         self.children = children
         self.bodies = bodies
+        self._looked_up: dict[tuple[str, str, str], tuple[float, ChildSummary | None]] = {}
 
     # ---- the custom resource ---------------------------------------------------------
 
@@ -200,6 +202,24 @@ class KubeAdapter:
         if self.children is not None:
             return self.children.get(kind, namespace, name)
         return self.get_child(kind, namespace, name)
+
+    LOOKUP_TTL = 10.0
+
+    def look_up(self, kind: str, namespace: str, name: str) -> ChildSummary | None:
+        """A name the watches do not show, read from the API server; the answer is reused
+        for LOOKUP_TTL seconds (a round dropped on a status conflict is decided again at
+        once: one read serves both)."""
+        key, now = (kind, namespace, name), time.monotonic()
+        cached = self._looked_up.get(key)
+        if cached is not None and now - cached[0] < self.LOOKUP_TTL:
+            return cached[1]
+        found = self.get_child(kind, namespace, name)
+        if len(self._looked_up) > 1024:
+            self._looked_up = {
+                k: v for k, v in self._looked_up.items() if now - v[0] < self.LOOKUP_TTL
+            }
+        self._looked_up[key] = (now, found)
+        return found
 
     def get_child(self, kind: str, namespace: str, name: str) -> ChildSummary | None:
         """A GET: also for names the watches cannot show (objects without aigate's label)."""
