@@ -36,6 +36,8 @@ from aigate.api.v1alpha1 import (
     AIDeploymentSpec,
     AIDeploymentStatus,
     ApplyError,
+    ChildRecord,
+    ChildRecords,
     MeasurementRecord,
     SecretKeyRef,
 )
@@ -214,6 +216,7 @@ async def reconcile(
         records_state = decision.status.records
         records_state.outbox = recorder.sign_outbox(records_state.outbox)
     _mark_recorded(decision.status, unrecorded, inputs)
+    _mark_creates(decision, observed, kube)
     new_status = dump_status(decision.status)
     if new_status != stored_status:
         written = await asyncio.to_thread(
@@ -226,25 +229,33 @@ async def reconcile(
     _audit(context, decision)
     _log_decision(context, decision)
     events = decision.events
-    if recorder is not None and decision.status.records.outbox:
-        problem = await _deliver(kube, recorder, owner, decision.status.records.outbox)
-        if problem and decision.status.phase not in SAFE_WHILE_UNRECORDED:
-            # The decision stands in status; its children wait for its records.
-            log.warning("records not written: %s", problem, extra=context)
-            event = rollout.Event("Warning", "RecordsNotWritten", _unrecorded_text(problem))
-            return Outcome(body=body, events=(*events, event), requeue_after=5.0)
-    model_name = _model_name(spec, decision.status)
-
-    refused = await _apply_all(
-        kube,
-        owner,
-        model_name,
-        decision,
-        inputs.generation,
-        now(),
-        observed,
-        recorder,
-    )
+    # What follows (records delivered, children written, refusals) is written back to
+    # status in one merge patch at the end, even when a write fails half-way.
+    after: dict[str, Any] = {}
+    try:
+        if recorder is not None and decision.status.records.outbox:
+            outbox = decision.status.records.outbox
+            remaining, problem = await asyncio.to_thread(recorder.deliver, outbox)
+            if len(remaining) != len(outbox):
+                after["records"] = {"outbox": remaining}
+            if problem and decision.status.phase not in SAFE_WHILE_UNRECORDED:
+                # The decision stands in status; its children wait for its records.
+                log.warning("records not written: %s", problem, extra=context)
+                event = rollout.Event("Warning", "RecordsNotWritten", _unrecorded_text(problem))
+                return Outcome(body=body, events=(*events, event), requeue_after=5.0)
+        refused = await _apply_all(
+            kube,
+            owner,
+            _model_name(spec, decision.status),
+            decision,
+            (inputs.generation, now()),
+            observed,
+            recorder,
+            after,
+        )
+    finally:
+        if after:
+            await asyncio.to_thread(kube.patch_status, namespace, name, None, after)
     if refused is not None:
         log.warning("apply refused: %s", refused.message, extra=context)
         events = (*events, rollout.Event("Warning", "ApplyRefused", refused.message))
@@ -257,64 +268,83 @@ async def reconcile(
     )
 
 
+def _mark_creates(
+    decision: rollout.Decision, observed: rollout.Observed, kube: KubeAdapter
+) -> None:
+    """A child about to be created is marked in the decision's own status write (the
+    revision being created, no UID yet), so a crash between the create and its record
+    leaves a trace that lets the next reconcile take the object as its own
+    (core/children.claim)."""
+    status = decision.status
+    for action in decision.actions:
+        if isinstance(action, rollout.DeleteDeployment):
+            continue
+        child = rollout.action_track(action)
+        if _write_mode(child, observed, status) != "create":
+            continue
+        if status.children is None:
+            # the other children keep their takeover until recorded
+            status.children = ChildRecords(legacy=True)
+        record = record_of(status.children, child) or ChildRecord()
+        record.creating = action.revision if child != "service" else "service"
+        record.uid = ""
+        setattr(status.children, child, record)
+
+
+def _unmark_create(
+    children: dict[str, Any], child: Child, observed: rollout.Observed, status: AIDeploymentStatus
+) -> None:
+    if _write_mode(child, observed, status) == "create":
+        children[child] = {"creating": ""}
+
+
 async def _apply_all(
     kube: KubeAdapter,
     owner: Owner,
     model_name: str,
     decision: rollout.Decision,
-    generation: int,
-    at: datetime,
+    generation_at: tuple[int, datetime],
     observed: rollout.Observed,
-    recorder: Recorder | None = None,
+    recorder: Recorder | None,
+    after: dict[str, Any],
 ) -> ApplyError | None:
     """Every action, each on its own: one refused apply never keeps the others (deleting a
     canary above all) from happening. The first refusal is recorded for decide() to weigh;
     a recorded refusal ends when an apply of the same child goes through. What each write
-    left on the API server (UID, content digest) is recorded in status.children."""
+    left on the API server (UID, content digest) goes to status.children through `after`,
+    also when a later write fails transiently, so the next round does not take aigate's own
+    write for drift."""
     status = decision.status
+    generation, at = generation_at
     refused: ApplyError | None = None
     cleared = False
-    written: dict[str, Any] = {}
+    children: dict[str, Any] = {}
     try:
         for action in decision.actions:
             child = rollout.action_track(action)
             try:
                 await _vouched(recorder, owner, action)
-                written[child] = await _act(kube, owner, model_name, action, observed, status)
+                children[child] = await _act(kube, owner, model_name, action, observed, status)
+            except NameTakenError:
+                # Not created by aigate: the marker goes, so it is never taken over.
+                _unmark_create(children, child, observed, status)
+                raise
             except RejectedError as error:
+                _unmark_create(children, child, observed, status)  # nothing was created
                 refused = refused or _apply_error(status, generation, action, str(error), at)
                 continue
             previous = status.apply_error
             cleared = cleared or (previous is not None and child == previous.track)
     finally:
-        # What was written is recorded even when a later write fails transiently, so the
-        # next round does not take aigate's own write for drift.
-        if written:
-            await _record_children(kube, owner, status, written)
-    patch: dict[str, Any] = {}
+        if children:
+            if status.children is None:
+                children["legacy"] = True  # the other children keep their takeover
+            after["children"] = children
     if refused is not None and not _repeats(status.apply_error, refused, at):
-        patch["applyError"] = refused.model_dump(mode="json", by_alias=True)
+        after["applyError"] = refused.model_dump(mode="json", by_alias=True)
     elif cleared:
-        patch["applyError"] = None  # a merge patch with null removes applyError
-    if patch:
-        await asyncio.to_thread(kube.patch_status, owner.namespace, owner.name, None, patch)
+        after["applyError"] = None  # a merge patch with null removes applyError
     return refused
-
-
-async def _record_children(
-    kube: KubeAdapter, owner: Owner, status: AIDeploymentStatus, written: dict[str, Any]
-) -> None:
-    records: dict[str, Any] = dict(written)
-    if status.children is None:
-        records["legacy"] = True  # the other children keep their takeover until recorded
-    await _patch_children(kube, owner, records)
-
-
-async def _patch_children(kube: KubeAdapter, owner: Owner, records: dict[str, Any]) -> None:
-    """A merge patch of status.children: the children not named keep their records."""
-    await asyncio.to_thread(
-        kube.patch_status, owner.namespace, owner.name, None, {"children": records}
-    )
 
 
 async def _check_signatures(
@@ -495,18 +525,7 @@ async def _act(
         return None
     child = rollout.action_track(action)
     mode = _write_mode(child, observed, status)
-    if mode == "create":
-        # Written first, so that a crash between the create and its record leaves a trace
-        # that lets the next reconcile take the object as its own (core/children.claim).
-        creating = action.revision if child != "service" else "service"
-        await _patch_children(kube, owner, {child: {"creating": creating, "uid": ""}})
-    try:
-        stored = await asyncio.to_thread(kube.write, _manifest(owner, model_name, action), mode)
-    except NameTakenError:
-        if mode == "create":
-            # Not created by aigate: the marker goes, so the object is never taken over.
-            await _patch_children(kube, owner, {child: {"creating": ""}})
-        raise
+    stored = await asyncio.to_thread(kube.write, _manifest(owner, model_name, action), mode)
     return {
         "uid": stored["metadata"]["uid"],
         "digest": content_digest(stored),

@@ -232,4 +232,14 @@ class Recorder:
                 self.store.create(spec)
             except (RejectedError, TransientError, ValueError) as error:
                 return list(outbox[index:]), str(error)[:512]
+            self._learn(spec)
         return [], ""
+
+    def _learn(self, spec: AIRecordSpec) -> None:
+        """A record this operator just signed and created vouches as one listed later
+        would (the same checks), so applying its revision needs no read of the records."""
+        if spec.reason not in (ApprovalRecorded, *SERVED_REASONS) or not spec.revision:
+            return
+        uid = spec.subject.uid
+        if not records.vouches_for(spec, uid, spec.revision, spec.reason):
+            self._vouched.add((uid, spec.revision, spec.reason))
