@@ -224,7 +224,9 @@ def render_approval(
         )
         bounds.append(f"onError {metric.on_error}" if metric.on_error != "Inconclusive" else "")
         lines.append(f"  {metric.name}: {', '.join(b for b in bounds if b)}")
-        lines.append(f"    query: {metric.query}")
+        if metric.preset is not None:
+            lines.append(f"    preset: {metric.preset}")
+        lines.append(f"    query: {metric.query_template()}")
         if metric.traffic_guard is not None:
             guard = metric.traffic_guard.model_dump(mode="json", by_alias=True)
             lines.append(f"    traffic guard: {_shown(guard)}")
