@@ -44,10 +44,29 @@ def compute_revision(spec: AIDeploymentSpec) -> str:
 
 
 def canonical_digest(content: Any) -> str:
-    """SHA-256 of JSON-compatible data in one canonical form (sorted keys, compact, UTF-8):
-    a revision from vouched content, a child's content digest, an audit record's digest."""
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """SHA-256 of JSON-compatible data in one canonical form (sorted keys, compact, UTF-8,
+    integral floats as integers): a revision from vouched content, a child's content digest,
+    an audit record's digest."""
+    canonical = json.dumps(
+        _integral_floats_as_ints(content),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    """`max: 10` is the float 10.0 in the model but comes back from the API server as 10
+    (JSON has one number type; Go writes float64 10 as `10`): without this, an approved
+    content or a record read back would no longer hash to what was written."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral_floats_as_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(v) for v in value]
+    return value
 
 
 def short(revision: str) -> str:
