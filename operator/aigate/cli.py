@@ -252,18 +252,19 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if result.check.intact else 1
 
 
-def _cmd_presets(args: argparse.Namespace) -> int:
+def list_presets(names: list[str], output: str) -> int:
+    """`aigate presets` and `kubectl aigate presets`: the catalogue, or the presets named."""
     from aigate.api.presets import PRESETS
 
-    chosen = [p for name, p in PRESETS.items() if not args.name or name in args.name]
-    unknown = sorted(set(args.name or ()) - set(PRESETS))
+    unknown = sorted(set(names) - set(PRESETS))
     if unknown:
         print(
-            f"aigate presets: unknown preset(s) {unknown}; expected: {', '.join(PRESETS)}",
+            f"unknown preset(s) {unknown}; expected: {', '.join(PRESETS)}",
             file=sys.stderr,
         )
         return 2
-    if args.output == "json":
+    chosen = [p for name, p in PRESETS.items() if not names or name in names]
+    if output == "json":
         print(json.dumps([p.as_dict() for p in chosen], indent=2))
         return 0
     for preset in chosen:
@@ -274,6 +275,10 @@ def _cmd_presets(args: argparse.Namespace) -> int:
             f"  query:     {preset.query}\n"
         )
     return 0
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    return list_presets(args.name, args.output)
 
 
 def build_parser() -> argparse.ArgumentParser:

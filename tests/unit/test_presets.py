@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from aigate import cli
+from aigate import cli, kubectl_plugin
 from aigate.api import presets
 from aigate.api.presets import PRESETS
 from aigate.api.v1alpha1 import MetricSpec
@@ -185,6 +185,14 @@ def test_aigate_presets_lists_the_catalogue(capsys):
     assert out.startswith(TTFT) and "vllm:time_to_first_token_seconds_bucket" in out
     assert cli.main(["presets", "vllm/ttft"]) == 2
     assert "unknown preset(s) ['vllm/ttft']" in capsys.readouterr().err
+    assert kubectl_plugin.main(["presets", "-o", "json", TTFT]) == 0  # needs no cluster
+    assert [p["name"] for p in json.loads(capsys.readouterr().out)] == [TTFT]
+
+
+def test_the_approver_sees_the_preset_and_the_query_it_stands_for():
+    spec = plan_spec(metrics=preset_metrics())
+    shown = kubectl_plugin.render_approval("fraud-scorer", spec, compute_revision(spec), None)
+    assert f"    preset: {TTFT}\n    query: {PRESETS[TTFT].query}" in shown
 
 
 def test_the_readme_documents_every_preset_with_its_query():
