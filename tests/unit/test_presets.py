@@ -18,11 +18,13 @@ from pydantic import ValidationError
 from aigate import cli, kubectl_plugin
 from aigate.api import presets
 from aigate.api.presets import PRESETS
+from aigate.api.records import AIRecordSpec
 from aigate.api.v1alpha1 import MetricSpec
 from aigate.core import analysis as an
 from aigate.core.revision import compute_revision, vouched_content
 from aigate.core.rollout.snapshots import plan_of, snapshot_of
 from aigate.reconciler import parse_spec
+from aigate.report import model as report_model
 from support.factories import spec_dict
 from support.sim import plan_spec, serving, upgrade
 
@@ -201,3 +203,14 @@ def test_the_readme_documents_every_preset_with_its_query():
         row = next((line for line in readme.splitlines() if line.startswith(f"| `{name}`")), "")
         assert row, f"README has no row for {name}"
         assert preset.query.replace("|", "\\|") in row, f"README's query for {name} is stale"
+
+
+def test_the_report_shows_the_query_the_approval_covered_from_the_record_alone(monkeypatch):
+    spec = plan_spec(metrics=preset_metrics())
+    record = AIRecordSpec.model_construct(
+        content=vouched_content(spec), revision=compute_revision(spec), version="2.4.0"
+    )
+    # Years later, with an aigate whose catalogue differs: the record still says what ran.
+    monkeypatch.setitem(presets.PRESETS, TTFT, dataclasses.replace(PRESETS[TTFT], query="x"))
+    ttft = report_model.plan_of(record).metrics[0]
+    assert ttft.name == "ttft" and ttft.query.startswith(f"preset {TTFT}: histogram_quantile(0.95")
