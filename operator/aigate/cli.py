@@ -9,11 +9,14 @@ aigate report --from records.json [NAME] [-n NS] [--since DATE] [-o html|md|json
                                      # the evidence pack, offline, from exported AIRecords
 aigate verify --from records.json [--public-key KEY] [--uid UID] [--last-sequence N]
                                      # check exported AIRecords offline
+aigate presets [NAME]... [-o text|json]
+                                     # the metric presets a spec can name
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -249,6 +252,35 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if result.check.intact else 1
 
 
+def list_presets(names: list[str], output: str) -> int:
+    """`aigate presets` and `kubectl aigate presets`: the catalogue, or the presets named."""
+    from aigate.api.presets import PRESETS
+
+    unknown = sorted(set(names) - set(PRESETS))
+    if unknown:
+        print(
+            f"unknown preset(s) {unknown}; expected: {', '.join(PRESETS)}",
+            file=sys.stderr,
+        )
+        return 2
+    chosen = [p for name, p in PRESETS.items() if not names or name in names]
+    if output == "json":
+        print(json.dumps([p.as_dict() for p in chosen], indent=2))
+        return 0
+    for preset in chosen:
+        deprecated = f"  (deprecated: {preset.deprecated})" if preset.deprecated else ""
+        print(
+            f"{preset.name}{deprecated}\n  measures:  {preset.measures}\n"
+            f"  server:    {preset.server}\n  suggested: {preset.suggested}\n"
+            f"  query:     {preset.query}\n"
+        )
+    return 0
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    return list_presets(args.name, args.output)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aigate", description="Governed AI model rollouts.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -328,6 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
     revision.add_argument("-f", "--filename", required=True, help="manifest file, or - for stdin")
     revision.add_argument("-q", "--quiet", action="store_true", help="print only the revision")
     revision.set_defaults(func=_cmd_revision)
+
+    presets = sub.add_parser(
+        "presets", help="list the metric presets a spec can name (metrics[].preset)"
+    )
+    presets.add_argument("name", nargs="*", help="only these presets")
+    presets.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    presets.set_defaults(func=_cmd_presets)
 
     check = sub.add_parser(
         "verify-approval",

@@ -10,6 +10,8 @@
     kubectl aigate records NAME [-n NS] [--uid UID] -o json
                                                export the records and the public keys (a
                                                List), for `aigate verify --from` offline
+    kubectl aigate presets [PRESET]... [-o json]
+                                               the metric presets a spec can name (offline)
     kubectl aigate approve NAME [--conditions TEXT] [--sign [--key PATH]]
                                                shows model, images, plan, thresholds and the
                                                change against what serves; asks (or --yes);
@@ -57,6 +59,7 @@ from aigate import evidence
 from aigate.adapters import signing
 from aigate.adapters.records import RecordStore
 from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION, AIDeploymentSpec
+from aigate.cli import list_presets
 from aigate.core import gate
 from aigate.core.records import End
 from aigate.core.revision import compute_revision, vouched_content
@@ -224,7 +227,9 @@ def render_approval(
         )
         bounds.append(f"onError {metric.on_error}" if metric.on_error != "Inconclusive" else "")
         lines.append(f"  {metric.name}: {', '.join(b for b in bounds if b)}")
-        lines.append(f"    query: {metric.query}")
+        if metric.preset is not None:
+            lines.append(f"    preset: {metric.preset}")
+        lines.append(f"    query: {metric.query_template()}")
         if metric.traffic_guard is not None:
             guard = metric.traffic_guard.model_dump(mode="json", by_alias=True)
             lines.append(f"    traffic guard: {_shown(guard)}")
@@ -753,6 +758,9 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument(
                 "--key", help="SSH key (or .pub with ssh-agent); default ~/.ssh/id_ed25519"
             )
+    presets = sub.add_parser("presets", help="the metric presets a spec can name (offline)")
+    presets.add_argument("preset", nargs="*", help="only these presets")
+    presets.add_argument("-o", "--output", choices=("text", "json"), default="text")
     keys = sub.add_parser("keys", help="your key's allowed_signers line and the registry")
     keys.add_argument("--key", help="SSH key or .pub (default ~/.ssh/id_ed25519)")
     keys.add_argument("--identity", help="the identity it signs for (default: who you are)")
@@ -762,6 +770,8 @@ def main(argv: list[str] | None = None) -> int:
         help="the registry ConfigMap NAMESPACE/NAME (aigate run --approver-keys)",
     )
     args = parser.parse_args(argv)
+    if args.command == "presets":  # the catalogue compiled into this aigate: no cluster
+        return list_presets(args.preset, args.output)
     if args.command == "keys":
         return _keys(args, _client(args)[1])
     args.namespace = args.sub_namespace or args.namespace

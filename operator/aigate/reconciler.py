@@ -108,7 +108,7 @@ def parse_spec(raw: Any) -> tuple[AIDeploymentSpec | None, str]:
         if unpinned:
             return None, "; ".join(unpinned[:5])
     for index, metric in enumerate(spec.rollout.analysis.metrics):
-        unknown = unknown_placeholders(metric.query)
+        unknown = unknown_placeholders(metric.query_template())
         if unknown:
             return None, (
                 f"spec.rollout.analysis.metrics[{index}].query: unknown placeholder(s) "

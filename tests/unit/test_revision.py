@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import copy
+import json
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aigate.core.revision import REVISION_LENGTH, compute_revision, short
+from aigate.core.revision import (
+    REVISION_LENGTH,
+    canonical_digest,
+    compute_revision,
+    short,
+    vouched_content,
+)
 from support.factories import spec_dict, spec_model
 
 
@@ -76,3 +83,19 @@ def test_every_distinct_threshold_gives_a_distinct_revision(threshold):
     raw["rollout"]["analysis"]["metrics"][0]["max"] = threshold
     if threshold != 0.01:
         assert revision_of(raw) != revision_of(spec_dict())
+
+
+def test_content_read_back_from_the_api_server_hashes_as_written():
+    # The model's float 10.0 comes back from the API server as the JSON number 10: an
+    # approved content (AIRecord) or a record read back must still hash to what was written.
+    raw = spec_dict()
+    raw["rollout"]["analysis"]["metrics"] = [{"name": "queue", "query": "q", "max": 10}]
+    content = vouched_content(spec_model(raw))
+    assert content["rollout"]["analysis"]["metrics"][0]["max"] == 10.0
+    read_back = json.loads(json.dumps(content).replace("10.0", "10"))
+    assert (
+        canonical_digest(read_back)
+        == canonical_digest(content)
+        == compute_revision(spec_model(raw))
+    )
+    assert canonical_digest({"x": 0.5}) != canonical_digest({"x": 0})

@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 from kube_custom_resource import CustomResource, schema
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from aigate.api.durations import DURATION_PATTERN, cel_bounds, check_bounds, parse_duration
+from aigate.api.presets import PRESET_NAMES, PRESETS, unknown_preset_message
 
 GROUP = "aigate.dev"
 VERSION = "v1alpha1"
@@ -213,6 +214,10 @@ class MetricSpec(schema.BaseModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
+                    "has(self.query) != has(self.preset)",
+                    "a metric needs exactly one of query or preset",
+                ),
+                _cel(
                     "has(self.min) || has(self.max) || has(self.compareTo)",
                     "a metric needs min, max or compareTo",
                 ),
@@ -235,13 +240,20 @@ class MetricSpec(schema.BaseModel):
     )
 
     name: str = Field(..., pattern=METRIC_NAME_PATTERN, max_length=63)
-    query: str = Field(
-        ...,
+    query: schema.Optional[str] = Field(
+        None,
         min_length=1,
         max_length=4096,
         description="PromQL returning exactly one sample. Placeholders: {{name}}, "
         "{{namespace}}, {{revision}} (its 12-character prefix, as the pods' aigate.dev/revision "
-        "label carries it), {{version}}, {{track}} (values are escaped).",
+        "label carries it), {{version}}, {{track}} (values are escaped). Exactly one of query "
+        "and preset.",
+    )
+    preset: schema.Optional[str] = Field(
+        None,
+        description="A named, versioned query template for a model server instead of query "
+        "(`aigate presets` lists them; the revision covers the query it stands for).",
+        json_schema_extra={"enum": list(PRESET_NAMES)},
     )
     min: schema.Optional[float] = Field(None, description="Pass when value >= min.")
     max: schema.Optional[float] = Field(None, description="Pass when value <= max.")
@@ -274,10 +286,22 @@ class MetricSpec(schema.BaseModel):
         None, description="Pass when canary - stable >= minDifference (may be negative)."
     )
 
+    @field_validator("preset")
+    @classmethod
+    def _preset_is_known(cls, name: str | None) -> str | None:
+        if name is not None and name not in PRESETS:
+            raise ValueError(unknown_preset_message(name))
+        return name
+
     @model_validator(mode="after")
     def _bounds_make_sense(self) -> MetricSpec:
         """The CEL rules above, for a spec that reached the operator without the CRD's
         validation: a metric without any bound would pass whatever it measured."""
+        if (self.query is None) == (self.preset is None):
+            raise ValueError(
+                "a metric needs exactly one of query or preset; found "
+                + ("both" if self.query is not None else "neither")
+            )
         relative = (self.max_ratio, self.max_difference, self.min_ratio, self.min_difference)
         has_relative = any(bound is not None for bound in relative)
         if has_relative and not self.compare_to:
@@ -292,6 +316,12 @@ class MetricSpec(schema.BaseModel):
 
     def is_relative(self) -> bool:
         return self.compare_to is not None
+
+    def query_template(self) -> str:
+        """The query to render: the one written, or the one its preset stands for."""
+        if self.preset is not None:
+            return PRESETS[self.preset].query
+        return self.query or ""
 
     def has_absolute_bounds(self) -> bool:
         return self.min is not None or self.max is not None

@@ -156,12 +156,12 @@ def plan_queries(
     return tuple(
         PlannedQuery(
             metric=metric.name,
-            query=render_query(metric.query, values),
+            query=render_query(metric.query_template(), values),
             guard_query=(
                 render_query(metric.traffic_guard.query, values) if metric.traffic_guard else None
             ),
             baseline_query=(
-                render_query(metric.query, baseline.values())
+                render_query(metric.query_template(), baseline.values())
                 if relative and baseline is not None and metric.is_relative()
                 else None
             ),

@@ -334,9 +334,12 @@ def plan_of(record: AIRecordSpec) -> Plan:
 
 
 def _metric_plan(metric: Mapping[str, Any]) -> MetricPlan:
+    query = _text(metric.get("query"))
+    if metric.get("preset"):  # the approved content carries what the preset stood for then
+        query = f"preset {_text(metric.get('preset'))}: {_text(metric.get('presetQuery'))}"
     return MetricPlan(
         name=_text(metric.get("name")),
-        query=_text(metric.get("query")),
+        query=query,
         min=_number(_text(metric.get("min"))) if metric.get("min") is not None else None,
         max=_number(_text(metric.get("max"))) if metric.get("max") is not None else None,
         on_no_data=_text(metric.get("onNoData")) or "Inconclusive",
