@@ -216,30 +216,31 @@ async def stop_watching_policy(**_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def aideployment_changed(namespace: str, name: str, meta: kopf.Meta, **_: Any) -> None:
+async def aideployment_changed(namespace: str, name: str, meta: kopf.Meta, **_: Any) -> None:
     """Wakes the resource's daemon, unless the event only shows aigate's own status write
-    (that round already decided from what it wrote)."""
+    (that round already decided from what it wrote). Async on purpose: kopf runs sync
+    handlers in worker threads, and an asyncio.Event must be set on its own loop."""
     key = ("AIDeployment", namespace, name)
     if not _bodies.overlay.is_own(key, str(meta.get("resourceVersion", ""))):
         _waker(namespace, name).set()
 
 
 @kopf.index("apps", "v1", "deployments", labels={MANAGED_BY: OPERATOR_NAME})
-def aigate_deployments(body: kopf.Body, **_: Any) -> dict[Any, ChildSummary]:
+async def aigate_deployments(body: kopf.Body, **_: Any) -> dict[Any, ChildSummary]:
     """aigate's Deployments as reconciles read them (a summary, made once per event)."""
     summary = summarize(body, "Deployment")
     return {summary.key: summary}
 
 
 @kopf.index("", "v1", "services", labels={MANAGED_BY: OPERATOR_NAME})
-def aigate_services(body: kopf.Body, **_: Any) -> dict[Any, ChildSummary]:
+async def aigate_services(body: kopf.Body, **_: Any) -> dict[Any, ChildSummary]:
     summary = summarize(body, "Service")
     return {summary.key: summary}
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY: OPERATOR_NAME})
 @kopf.on.event("", "v1", "services", labels={MANAGED_BY: OPERATOR_NAME})
-def child_changed(
+async def child_changed(
     namespace: str, name: str, labels: dict[str, str], body: kopf.Body, type: str, **_: Any
 ) -> None:
     """A child changed (rolled, scaled, edited by someone): its owner looks again at once,
