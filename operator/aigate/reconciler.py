@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from aigate.adapters import prometheus
 from aigate.adapters.admission import ApprovalPolicyCheck
 from aigate.adapters.approver_keys import ApproverKeys
+from aigate.adapters.gateway import GatewayRouter
 from aigate.adapters.kube import (
     KubeAdapter,
     NameTakenError,
@@ -39,11 +40,12 @@ from aigate.api.v1alpha1 import (
     SecretKeyRef,
 )
 from aigate.core import conditions as cond
-from aigate.core import gate, rollout
+from aigate.core import gate, rollout, traffic
 from aigate.core.analysis import MeasurementPlan, Measurements, MetricResult, unknown_placeholders
 from aigate.core.children import Child, content_digest, record_of
 from aigate.core.gate import format_rfc3339, parse_rfc3339
 from aigate.core.images import unpinned_images
+from aigate.core.rollout.snapshots import plan_of
 from aigate.core.verdict import QueryOutcome
 from aigate.core.workloads import Owner, build_deployment, build_service, deployment_name
 from aigate.signatures import check_annotations
@@ -157,6 +159,14 @@ async def reconcile(
     observed = await asyncio.to_thread(
         kube.observe, owner, previous.children, _known_revisions(previous)
     )
+    route_config = traffic.gateway_of(
+        spec, plan_of(previous.serving) if spec is None and previous.serving else None
+    )
+    route_view = None
+    if route_config is not None:  # the Gateway API router (adapters/gateway.py)
+        route_view = await asyncio.to_thread(
+            GatewayRouter(kube.api_client).observe, owner, route_config
+        )
     policy_problem = ""
     if approval_policy is not None:
         labels = metadata.get("labels") or {}
@@ -180,6 +190,7 @@ async def reconcile(
         signed_tiers=POLICY.signed_tiers,
         uid=metadata["uid"],
         record_retention=recorder.retention if recorder is not None else RETENTION,
+        route=route_view,
     )
     plan = rollout.measurement_plan(inputs)
     if plan is not None and spec is not None:
@@ -216,6 +227,10 @@ async def reconcile(
             event = rollout.Event("Warning", "RecordsNotWritten", _unrecorded_text(problem))
             return Outcome(body=body, events=(*events, event), requeue_after=5.0)
     model_name = _model_name(spec, decision.status)
+    if decision.route is not None:
+        # Before any other action: a rollback takes the canary's weight away before the
+        # canary goes; a write that cannot be made now fails the round (TransientError).
+        events = (*events, *await _route(kube, owner, decision.route, decision.status))
 
     refused = await _apply_all(
         kube,
@@ -281,6 +296,23 @@ async def _apply_all(
     if patch:
         await asyncio.to_thread(kube.patch_status, owner.namespace, owner.name, None, patch)
     return refused
+
+
+async def _route(
+    kube: KubeAdapter, owner: Owner, intent: traffic.RouteIntent, status: AIDeploymentStatus
+) -> tuple[rollout.Event, ...]:
+    """Sets the route's weights (and keeps the per-track backends); records what the rule
+    holds in status.traffic.written, which tells aigate's own writes from others' edits."""
+    try:
+        written = await asyncio.to_thread(GatewayRouter(kube.api_client).apply, owner, intent)
+    except RejectedError as error:
+        message = f"spec.rollout.traffic.gatewayAPI: the API server refused: {error}"
+        log.warning("route refused: %s", error, extra={"aideployment": owner.name})
+        return (rollout.Event("Warning", "TrafficRouteRefused", message),)
+    if written is not None and written != status.traffic.written:
+        patch = {"traffic": {"written": written.model_dump(mode="json", by_alias=True)}}
+        await asyncio.to_thread(kube.patch_status, owner.namespace, owner.name, None, patch)
+    return ()
 
 
 async def _record_children(
