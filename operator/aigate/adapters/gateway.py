@@ -47,10 +47,19 @@ class GatewayRouter:
     def observe(self, owner: Owner, config: GatewayAPIRoute) -> traffic.RouteView:
         """The rule as it is now; a backend with aigate's name that aigate does not control
         is reported as the route's problem."""
-        route = self._get_route(owner.namespace, config.http_route)
-        view = traffic.read_rule(route, config, owner.name, owner.namespace)
-        if view.problem:
-            return view
+        where = f"{owner.namespace}/{config.http_route}"
+        try:
+            route = self._get_route(owner.namespace, config.http_route)
+            view = traffic.read_rule(route, config, owner.name, owner.namespace)
+            if view.problem:
+                return view
+            return self._check_backends(owner, config, view)
+        except RejectedError as error:  # e.g. 403: the chart's rbac.gatewayAPI is off
+            return traffic.RouteView(where, config.rule, f"cannot be read: {error}")
+
+    def _check_backends(
+        self, owner: Owner, config: GatewayAPIRoute, view: traffic.RouteView
+    ) -> traffic.RouteView:
         for track in traffic.TRACKS:
             live = self._get_backend(
                 config, owner.namespace, traffic.backend_name(owner.name, track)

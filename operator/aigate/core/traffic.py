@@ -8,8 +8,8 @@ Decisions say "the canary gets W %"; adapters do it. Two routers:
   the Inference Extension). Nothing else in the route is changed: other rules, other
   backendRefs, and every field of aigate's own refs but weight (and a Service ref's port).
 
-The canary is given weight only while it has Ready pods of its candidate, so a route never
-sends traffic to a canary with no endpoints; every phase but Progressing, Paused and
+The canary is given a stage's weight only once it runs at the stage's size (before that, the
+previous stage's, and none without Ready pods); every phase but Progressing, Paused and
 Promoting gives it 0 (docs/decisions/0015-traffic-routers.md).
 """
 
@@ -86,12 +86,17 @@ def canary_size(plan: AIDeploymentSpec | None, replicas: int, weight: int) -> in
     return max(1, min(replicas, math.ceil(replicas * weight / 100)))
 
 
-def canary_weight(phase: str, rollout: RolloutState | None, canary_ready: int) -> int:
-    """The weight the canary gets now: the stage's, in a canary phase and only once it has
-    Ready pods of its candidate (`canary_ready`); 0 otherwise (rollback, abort, promoted)."""
-    if phase not in CANARY_PHASES or rollout is None or canary_ready < 1:
+def canary_weight(
+    phase: str, rollout: RolloutState | None, ready: int, rolled_out: bool, previous: int
+) -> int:
+    """The weight the canary gets now. In a canary phase: the stage's once the canary runs
+    its candidate at the stage's size (`rolled_out`); while it is still being resized, the
+    previous stage's (`previous`) if it has Ready pods (`ready`); else 0. Every other phase
+    (rollback, abort, promoted): 0. So a route never sends a stage's share to a canary
+    without the pods the stage asked for, nor any share to one without endpoints."""
+    if phase not in CANARY_PHASES or rollout is None or ready < 1:
         return 0
-    return rollout.weight
+    return rollout.weight if rolled_out else previous
 
 
 def replica_share(stable_ready: int, canary_ready: int) -> float:

@@ -51,9 +51,7 @@ def route_traffic(d: Draft) -> None:
         )
         s.conditions = [c for c in s.conditions if c.type != TRAFFIC_ROUTED]
         return
-    candidate = rollout.candidate.revision if rollout is not None else ""
-    ready = canary.updated_ready if canary and canary.revision == candidate else 0
-    weight = traffic.canary_weight(s.phase, rollout, ready)
+    weight = _canary_weight(d)
     port, target_port = _ports(d)
     intent = traffic.RouteIntent(config, weight, port, target_port)
     view = d.inputs.route or traffic.RouteView(
@@ -78,6 +76,20 @@ def route_traffic(d: Draft) -> None:
         d.route = intent
     if s.phase in traffic.CANARY_PHASES or s.phase == "RollingBack":
         d.requeue_within(ROUTE_RECHECK)
+
+
+def _canary_weight(d: Draft) -> int:
+    s, canary, rollout = d.status, d.sit.canary, d.status.rollout
+    if rollout is None:
+        return 0
+    candidate = rollout.candidate.revision
+    ready = canary.updated_ready if canary and canary.revision == candidate else 0
+    rolled_out = canary is not None and canary.serves(candidate, rollout.canary_replicas)
+    previous = 0
+    plan = plan_of(rollout.candidate)
+    if plan is not None and 0 < rollout.stage_index < len(plan.rollout.stages):
+        previous = plan.rollout.stages[rollout.stage_index - 1].weight
+    return traffic.canary_weight(s.phase, rollout, ready, rolled_out, previous)
 
 
 def _ports(d: Draft) -> tuple[int, int]:
