@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from localcluster import pki
+from localcluster.gateway import crd_files
 from localcluster.processes import Process, StartupError, free_port, http_ok
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -419,8 +420,6 @@ class LocalCluster:
         """Installs the Gateway API (standard channel) and InferencePool CRDs (pinned in
         hack/versions.env, cached from the Go module proxy) and waits until they serve;
         returns their names."""
-        from localcluster.gateway import crd_files
-
         names = []
         for path in crd_files():
             self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))

@@ -48,6 +48,7 @@ def module_dir(module: str, version: str) -> Path:
         env=env,
         capture_output=True,
         text=True,
+        check=False,  # the error is in the JSON (or stderr), reported below
     )
     info = json.loads(result.stdout or "{}")
     if result.returncode != 0 or "Dir" not in info:
