@@ -37,6 +37,7 @@ from aigate.api.v1alpha1 import (
     AIDeploymentStatus,
     ApplyError,
     MeasurementRecord,
+    RouteWeights,
     SecretKeyRef,
 )
 from aigate.core import conditions as cond
@@ -227,7 +228,7 @@ async def reconcile(
             event = rollout.Event("Warning", "RecordsNotWritten", _unrecorded_text(problem))
             return Outcome(body=body, events=(*events, event), requeue_after=5.0)
     model_name = _model_name(spec, decision.status)
-    if decision.route is not None:
+    if decision.route is not None or decision.status.traffic.written is not None:
         # Before any other action: a rollback takes the canary's weight away before the
         # canary goes; a write that cannot be made now fails the round (TransientError).
         events = (*events, *await _route(kube, owner, decision.route, decision.status))
@@ -299,20 +300,39 @@ async def _apply_all(
 
 
 async def _route(
-    kube: KubeAdapter, owner: Owner, intent: traffic.RouteIntent, status: AIDeploymentStatus
+    kube: KubeAdapter,
+    owner: Owner,
+    intent: traffic.RouteIntent | None,
+    status: AIDeploymentStatus,
 ) -> tuple[rollout.Event, ...]:
     """Sets the route's weights (and keeps the per-track backends); records what the rule
-    holds in status.traffic.written, which tells aigate's own writes from others' edits."""
+    holds in status.traffic.written, which tells aigate's own writes from others' edits. A
+    rule aigate gave the canary weight in and the plan no longer names is set to 100/0
+    first."""
+    router = GatewayRouter(kube.api_client)
+    previous = status.traffic.written
     try:
-        written = await asyncio.to_thread(GatewayRouter(kube.api_client).apply, owner, intent)
+        if traffic.abandoned(previous, intent, owner.namespace):
+            assert previous is not None
+            released = await asyncio.to_thread(router.release, owner, previous)
+            await _patch_traffic(kube, owner, released if intent is not None else None)
+            log.info("canary weight taken off %s rule %s", previous.route, previous.rule)
+        if intent is None:
+            return ()
+        written = await asyncio.to_thread(router.apply, owner, intent)
     except RejectedError as error:
         message = f"spec.rollout.traffic.gatewayAPI: the API server refused: {error}"
         log.warning("route refused: %s", error, extra={"aideployment": owner.name})
         return (rollout.Event("Warning", "TrafficRouteRefused", message),)
-    if written is not None and written != status.traffic.written:
-        patch = {"traffic": {"written": written.model_dump(mode="json", by_alias=True)}}
-        await asyncio.to_thread(kube.patch_status, owner.namespace, owner.name, None, patch)
+    if written is not None and written != previous:
+        await _patch_traffic(kube, owner, written)
     return ()
+
+
+async def _patch_traffic(kube: KubeAdapter, owner: Owner, written: RouteWeights | None) -> None:
+    value = written.model_dump(mode="json", by_alias=True) if written is not None else None
+    patch = {"traffic": {"written": value}}  # null removes it
+    await asyncio.to_thread(kube.patch_status, owner.namespace, owner.name, None, patch)
 
 
 async def _record_children(

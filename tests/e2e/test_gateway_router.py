@@ -261,3 +261,36 @@ def test_a_missing_route_holds_the_canary_until_it_exists(cluster, api_client, n
     )
     wait_for(lambda: paused_at_canary_50(aid), timeout=TIMEOUT, what="on to canary-50")
     assert aid.condition("TrafficRouted")["status"] == "True"
+
+
+def test_a_new_plan_naming_another_route_takes_the_weight_off_the_old_one(
+    cluster, api_client, namespace, servers
+):
+    aid, old_route = start(cluster, api_client, namespace)
+    spec = gateway_plan(cluster, "2.5.0")
+    aid.patch({"spec": spec})
+    approve(aid, spec)
+    wait_for(lambda: paused_at_canary_50(aid), timeout=TIMEOUT, what="Paused at canary-50")
+    wait_for(lambda: old_route.weights()[f"{NAME}-canary"] == 50, timeout=30, what="canary at 50")
+    new_manifest = route_manifest({"name": f"{NAME}-stable", "port": 8080, "weight": 1})
+    new_manifest["metadata"]["name"] = "models-v2"
+    Route(api_client, namespace).create(new_manifest)
+    spec = gateway_plan(cluster, "2.6.0")
+    spec["rollout"]["traffic"]["gatewayAPI"]["httpRoute"] = "models-v2"
+    aid.patch({"spec": spec})
+    approve(aid, spec)  # a new revision: its canary starts from the first stage
+    wait_for(
+        lambda: old_route.weights() == {f"{NAME}-stable": 100, "fallback": 0, f"{NAME}-canary": 0},
+        timeout=60,
+        what="the old route at 100/0",
+    )
+    written = wait_for(
+        lambda: (
+            (aid.status().get("traffic") or {}).get("written", {}).get("route")
+            == f"{namespace}/models-v2"
+            and aid.status()["traffic"]
+        ),
+        timeout=60,
+        what="the new route written",
+    )
+    assert written["route"] == f"HTTPRoute {namespace}/models-v2 rule serve"

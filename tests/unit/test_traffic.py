@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from aigate.api.v1alpha1 import GatewayAPIRoute, RevisionSnapshot, RolloutState
+from aigate.api.v1alpha1 import GatewayAPIRoute, RevisionSnapshot, RolloutState, RouteWeights
 from aigate.core import traffic
 from aigate.core.rollout import effects
 from support.sim import GATEWAY, serving, upgrade
@@ -247,3 +247,25 @@ def test_rolled_back_canary_keeps_no_weight_with_the_replica_router():
     world.annotations["aigate.dev/abort"] = "by=sre"
     world.run_until(lambda w: w.status.phase == "RolledBack", advance=timedelta(seconds=5))
     assert world.status.traffic.stage_weight == 0 and world.status.traffic.canary_percent == 0.0
+
+
+def test_a_rule_the_plan_no_longer_names_loses_the_canarys_weight():
+    written = RouteWeights(route="risk/models", rule="serve", stable=50, canary=50)
+    same = traffic.RouteIntent(SERVICE, 50, 8080, 8080)
+    other = traffic.RouteIntent(SERVICE.model_copy(update={"http_route": "v2"}), 0, 8080, 8080)
+    assert not traffic.abandoned(written, same, NS)
+    assert traffic.abandoned(written, other, NS)
+    assert traffic.abandoned(written, None, NS)  # back to the replica router
+    assert not traffic.abandoned(written.model_copy(update={"canary": 0}), None, NS)
+    serve = {
+        "name": "serve",
+        "backendRefs": [
+            {"name": f"{NAME}-stable", "port": 8080, "weight": 50},
+            {"name": f"{NAME}-canary", "port": 8080, "weight": 50},
+            {"name": "fallback", "port": 80, "weight": 0},
+        ],
+    }
+    after = traffic.released(route(OTHER, serve), "serve", NAME, NS)
+    assert after is not None and after["spec"]["rules"][0] == OTHER
+    assert [r["weight"] for r in after["spec"]["rules"][1]["backendRefs"]] == [100, 0, 0]
+    assert traffic.released(route(OTHER), "serve", NAME, NS) is None

@@ -117,6 +117,20 @@ class GatewayRouter:
             self._put_route(desired)
         return RouteWeights(route=view.route, rule=view.rule, stable=stable, canary=canary)
 
+    def release(self, owner: Owner, written: RouteWeights) -> RouteWeights | None:
+        """Takes the canary's weight off a rule the plan no longer names (stable 100,
+        canary 0). Returns what the rule now holds, None if the route or rule is gone."""
+        namespace, _, name = written.route.partition("/")
+        route = self._get_route(namespace, name)
+        if route is None:
+            return None
+        desired = traffic.released(route, written.rule, owner.name, namespace)
+        if desired is None:
+            return None
+        if desired != route:
+            self._put_route(desired)
+        return written.model_copy(update={"stable": 100, "canary": 0})
+
     def _put_route(self, route: dict[str, Any]) -> None:
         metadata = route["metadata"]
         namespace, name = metadata["namespace"], metadata["name"]

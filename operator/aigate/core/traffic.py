@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aigate.api.v1alpha1 import AIDeploymentSpec, GatewayAPIRoute, RolloutState
+from aigate.api.v1alpha1 import AIDeploymentSpec, GatewayAPIRoute, RolloutState, RouteWeights
 
 POOL_GROUP = "inference.networking.k8s.io"
 # The phases in which a canary may receive traffic.
@@ -189,6 +189,31 @@ def _backend_ref(intent: RouteIntent, name: str) -> dict[str, Any]:
     if intent.config.backend == "InferencePool":
         return {"group": POOL_GROUP, "kind": "InferencePool", "name": name, "weight": weight}
     return {"name": name, "port": intent.port, "weight": weight}
+
+
+def abandoned(written: RouteWeights | None, intent: RouteIntent | None, namespace: str) -> bool:
+    """aigate last gave the canary weight in a rule that the plan no longer names (another
+    route or rule, or the replica router): that weight is taken off before anything else."""
+    if written is None or not written.canary:
+        return False
+    if intent is None:
+        return True
+    current = (f"{namespace}/{intent.config.http_route}", intent.config.rule)
+    return (written.route, written.rule) != current
+
+
+def released(route: Mapping[str, Any], rule: str, owner_name: str, namespace: str):
+    """`route` with aigate's refs (of any backend kind) in `rule` at stable 100, canary 0;
+    None when the rule is gone (nothing to release)."""
+    new = copy.deepcopy(dict(route))
+    index, _ = find_rule(new, rule)
+    if index < 0:
+        return None
+    weights = {backend_name(owner_name, "stable"): 100, backend_name(owner_name, "canary"): 0}
+    for ref in new["spec"]["rules"][index].get("backendRefs") or []:
+        if ref.get("name") in weights and str(ref.get("namespace") or namespace) == namespace:
+            ref["weight"] = weights[ref["name"]]
+    return new
 
 
 # ---- per-track backends --------------------------------------------------------------------

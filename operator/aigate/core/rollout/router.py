@@ -48,6 +48,9 @@ def route_traffic(d: Draft) -> None:
             canary_percent=traffic.replica_share(
                 stable.ready_replicas if stable else 0, canary.ready_replicas if canary else 0
             ),
+            # A route aigate wrote under an earlier plan: the reconciler takes the canary's
+            # weight off it (traffic.released).
+            written=s.traffic.written,
         )
         s.conditions = [c for c in s.conditions if c.type != TRAFFIC_ROUTED]
         return
