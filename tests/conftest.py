@@ -49,6 +49,13 @@ def crd_installed(cluster) -> None:
     )
 
 
+@pytest.fixture(scope="session")
+def gateway_crds(cluster) -> list[str]:
+    """The Gateway API (standard channel) and InferencePool CRDs: no gateway controller runs,
+    so weights are read back from the HTTPRoute."""
+    return cluster.install_gateway_crds()
+
+
 @pytest.fixture
 def namespace(cluster, api_client) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards (its objects with it)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from localcluster import pki
+from localcluster.gateway import crd_files
 from localcluster.processes import Process, StartupError, free_port, http_ok
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -414,6 +415,21 @@ class LocalCluster:
         self.info.save()
 
     # ---- cluster objects -------------------------------------------------------------
+
+    def install_gateway_crds(self) -> list[str]:
+        """Installs the Gateway API (standard channel) and InferencePool CRDs (pinned in
+        hack/versions.env, cached from the Go module proxy) and waits until they serve;
+        returns their names."""
+        names = []
+        for path in crd_files():
+            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+            for doc in yaml.safe_load_all(path.read_text()):
+                if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
+                    names.append(doc["metadata"]["name"])
+        self.kubectl(
+            "wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in names)
+        )
+        return names
 
     def kubectl(self, *args: str, user: str = "admin", check: bool = True) -> str:
         kubeconfig = self.info.kubeconfig if user == "admin" else self.info.user_kubeconfigs[user]

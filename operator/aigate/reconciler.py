@@ -23,6 +23,7 @@ from aigate.adapters import prometheus
 from aigate.adapters.admission import ApprovalPolicyCheck
 from aigate.adapters.approver_keys import ApproverKeys
 from aigate.adapters.cache import ChildSummary
+from aigate.adapters.gateway import GatewayRouter
 from aigate.adapters.kube import (
     KubeAdapter,
     NameTakenError,
@@ -39,14 +40,16 @@ from aigate.api.v1alpha1 import (
     ChildRecord,
     ChildRecords,
     MeasurementRecord,
+    RouteWeights,
     SecretKeyRef,
 )
 from aigate.core import conditions as cond
-from aigate.core import gate, rollout
+from aigate.core import gate, rollout, traffic
 from aigate.core.analysis import MeasurementPlan, Measurements, MetricResult, unknown_placeholders
 from aigate.core.children import Child, content_digest, record_of
 from aigate.core.gate import format_rfc3339, parse_rfc3339
 from aigate.core.images import unpinned_images
+from aigate.core.rollout.snapshots import plan_of
 from aigate.core.verdict import QueryOutcome
 from aigate.core.workloads import Owner, build_deployment, build_service, deployment_name
 from aigate.signatures import check_annotations
@@ -168,6 +171,14 @@ async def reconcile(
     observed = await asyncio.to_thread(
         kube.observe, owner, previous.children, _known_revisions(previous)
     )
+    route_config = traffic.gateway_of(
+        spec, plan_of(previous.serving) if spec is None and previous.serving else None
+    )
+    route_view = None
+    if route_config is not None:  # the Gateway API router (adapters/gateway.py)
+        route_view = await asyncio.to_thread(
+            GatewayRouter(kube.api_client).observe, owner, route_config
+        )
     policy_problem = ""
     if approval_policy is not None:
         labels = metadata.get("labels") or {}
@@ -191,6 +202,7 @@ async def reconcile(
         signed_tiers=POLICY.signed_tiers,
         uid=metadata["uid"],
         record_retention=recorder.retention if recorder is not None else RETENTION,
+        route=route_view,
     )
     plan = rollout.measurement_plan(inputs)
     if plan is not None and spec is not None:
@@ -243,6 +255,11 @@ async def reconcile(
                 log.warning("records not written: %s", problem, extra=context)
                 event = rollout.Event("Warning", "RecordsNotWritten", _unrecorded_text(problem))
                 return Outcome(body=body, events=(*events, event), requeue_after=5.0)
+        if decision.route is not None or decision.status.traffic.written is not None:
+            # Before any other action: a rollback takes the canary's weight away before
+            # the canary goes; a write that cannot be made now fails the round.
+            routed = await _route(kube, owner, decision.route, decision.status, after)
+            events = (*events, *routed)
         refused = await _apply_all(
             kube,
             owner,
@@ -345,6 +362,43 @@ async def _apply_all(
     elif cleared:
         after["applyError"] = None  # a merge patch with null removes applyError
     return refused
+
+
+async def _route(
+    kube: KubeAdapter,
+    owner: Owner,
+    intent: traffic.RouteIntent | None,
+    status: AIDeploymentStatus,
+    after: dict[str, Any],
+) -> tuple[rollout.Event, ...]:
+    """Sets the route's weights (and keeps the per-track backends); records what the rule
+    holds in status.traffic.written, which tells aigate's own writes from others' edits. A
+    rule aigate gave the canary weight in and the plan no longer names is set to 100/0
+    first."""
+    router = GatewayRouter(kube.api_client)
+    previous = status.traffic.written
+    try:
+        if traffic.abandoned(previous, intent, owner.namespace):
+            assert previous is not None
+            released = await asyncio.to_thread(router.release, owner, previous)
+            _note_traffic(after, released if intent is not None else None)
+            log.info("canary weight taken off %s rule %s", previous.route, previous.rule)
+        if intent is None:
+            return ()
+        written = await asyncio.to_thread(router.apply, owner, intent)
+    except RejectedError as error:
+        message = f"spec.rollout.traffic.gatewayAPI: the API server refused: {error}"
+        log.warning("route refused: %s", error, extra={"aideployment": owner.name})
+        return (rollout.Event("Warning", "TrafficRouteRefused", message),)
+    if written is not None and written != previous:
+        _note_traffic(after, written)
+    return ()
+
+
+def _note_traffic(after: dict[str, Any], written: RouteWeights | None) -> None:
+    """What the rule now holds, for the round's closing status patch (null removes it)."""
+    value = written.model_dump(mode="json", by_alias=True) if written is not None else None
+    after["traffic"] = {"written": value}
 
 
 async def _check_signatures(

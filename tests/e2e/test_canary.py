@@ -89,7 +89,9 @@ def test_healthy_version_goes_through_every_stage_to_stable(
     assert watch.samples > 10 and watch.minimum == 4
     wait_for(lambda: not aid.pods("canary"), timeout=TIMEOUT, what="canary pods gone")
     assert len(aid.ready_pods("stable")) == 4
-    assert all(p.metadata.labels["aigate.dev/revision"] == v2[:12] for p in aid.ready_pods("stable"))
+    assert all(
+        p.metadata.labels["aigate.dev/revision"] == v2[:12] for p in aid.ready_pods("stable")
+    )
     history = aid.status()["history"]
     passed = [h for h in history if h["reason"] == "StagePassed" and h["revision"] == v2]
     assert [h["stage"] for h in passed] == ["canary-10", "canary-50", "full"]
@@ -115,7 +117,9 @@ def test_breaching_version_is_rolled_back_automatically(cluster, api_client, nam
     wait_for(lambda: not aid.pods("canary"), timeout=TIMEOUT, what="canary gone")
     assert {d.metadata.name for d in aid.deployments()} == {f"{NAME}-stable"}
     ready = aid.ready_pods("stable")
-    assert len(ready) == 4 and all(p.metadata.labels["aigate.dev/revision"] == v1[:12] for p in ready)
+    assert len(ready) == 4 and all(
+        p.metadata.labels["aigate.dev/revision"] == v1[:12] for p in ready
+    )
     status = aid.status()
     assert status["rolledBackRevisions"] == [v2] and status["stableRevision"] == v1
     stalled = aid.condition("Stalled")
@@ -139,7 +143,10 @@ def test_prometheus_down_pauses_the_stage_and_progress_resumes_when_it_is_back(
     aid, _ = stable_v1(cluster, api_client, namespace)
     v2 = roll_out_v2(cluster, aid)
     wait_for(
-        lambda: (aid.status().get("rollout") or {}).get("readySince") and aid.status().get("stage") == "canary-10",
+        lambda: (
+            (aid.status().get("rollout") or {}).get("readySince")
+            and aid.status().get("stage") == "canary-10"
+        ),
         timeout=TIMEOUT,
         what="canary-10 analysing",
     )
@@ -219,7 +226,10 @@ def test_operator_killed_mid_stage_resumes_the_same_stage(
     aid, _ = stable_v1(cluster, api_client, namespace, manual=True)
     v2 = roll_out_v2(cluster, aid, manual=True)
     wait_for(
-        lambda: aid.status().get("stage") == "canary-10" and (aid.status().get("rollout") or {}).get("readySince"),
+        lambda: (
+            aid.status().get("stage") == "canary-10"
+            and (aid.status().get("rollout") or {}).get("readySince")
+        ),
         timeout=TIMEOUT,
         what="canary-10 under analysis",
     )
@@ -270,7 +280,8 @@ def test_breach_during_post_promotion_watch_restores_previous_version(
         lambda: (
             len(aid.ready_pods("stable")) == 4
             and all(
-                p.metadata.labels["aigate.dev/revision"] == v1[:12] for p in aid.ready_pods("stable")
+                p.metadata.labels["aigate.dev/revision"] == v1[:12]
+                for p in aid.ready_pods("stable")
             )
         ),
         timeout=TIMEOUT,

@@ -82,7 +82,9 @@ def test_a_field_added_by_hand_is_removed_not_just_overwritten(cluster, api_clie
     """Server-side apply would keep a field another client added; aigate writes the whole
     object back."""
     aid, _ = stable_v1(cluster, api_client, namespace)
-    patch = {"spec": {"template": {"spec": {"containers": [{"name": "server", "command": ["sh"]}]}}}}
+    patch = {
+        "spec": {"template": {"spec": {"containers": [{"name": "server", "command": ["sh"]}]}}}
+    }
     cluster.kubectl(
         "patch", "deployment", f"{NAME}-stable", "-n", namespace, "-p", json.dumps(patch)
     )

@@ -107,7 +107,6 @@ class Recorder(Background):
         assert not self._thread.is_alive(), "watch did not stop"
 
 
-
 def scrape_once(operator, metric_name: str, **labels: str) -> dict:
     """The operator's samples, once the series `name{labels}` reads 1."""
 
@@ -116,6 +115,7 @@ def scrape_once(operator, metric_name: str, **labels: str) -> dict:
         return samples if sample(samples, metric_name, **labels) == 1 else None
 
     return wait_for(ready, timeout=30, what=f"{metric_name}{labels} == 1 in /metrics")
+
 
 def scrape(operator) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     with urllib.request.urlopen(operator.metrics_url, timeout=10) as response:

@@ -301,9 +301,7 @@ def test_b_scaling_during_a_long_stage_does_not_trip_the_progress_deadline(
     with StatusStream(aid) as stream:
         v2 = roll_out(aid, spec_of(cluster, "2.5.0", **kwargs))
         ready_since = wait_for(
-            lambda: (
-                candidate_of(aid.status()) == v2 and rollout_of(aid.status()).get("readySince")
-            ),
+            lambda: candidate_of(aid.status()) == v2 and rollout_of(aid.status()).get("readySince"),
             timeout=TIMEOUT,
             what="the long stage's canary Ready",
         )
@@ -426,9 +424,7 @@ def test_d_stable_deleted_mid_canary_is_recreated_and_canary_not_promoted_meanwh
             cluster.kubectl("delete", "deployment", f"{NAME}-stable", "-n", namespace)
             recreated = wait_for(
                 lambda: (
-                    (d := deployment(aid, "stable")) is not None
-                    and d.metadata.uid != old_uid
-                    and d
+                    (d := deployment(aid, "stable")) is not None and d.metadata.uid != old_uid and d
                 ),
                 timeout=TIMEOUT,
                 what="the stable Deployment recreated",

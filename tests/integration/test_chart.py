@@ -86,6 +86,8 @@ USER_DATA = {
     "services",
     "events",
     "secrets",
+    "httproutes",  # the Gateway API router: get and update only
+    "inferencepools",
 }
 
 
@@ -132,6 +134,8 @@ def test_rbac_with_watch_namespaces_grants_users_data_only_there(cluster):
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
         assert granted(role) == USER_DATA
+        (routes,) = [r for r in role["rules"] if r["resources"] == ["httproutes"]]
+        assert routes["verbs"] == ["get", "update"]  # never create, patch or delete a route
         (secrets,) = [r for r in role["rules"] if r["resources"] == ["secrets"]]
         assert secrets == {
             "apiGroups": [""],
@@ -156,6 +160,9 @@ def test_rbac_with_watch_namespaces_grants_users_data_only_there(cluster):
     # (the records Role in the release namespace reads the signing key's Secret by name only)
     users = [r for r in by_kind(without_secrets, "Role") if r["metadata"]["namespace"] == "team-a"]
     assert users and all("secrets" not in granted(r) for r in users)
+    no_gateway = rendered(cluster, "watchNamespaces={team-a}", "rbac.gatewayAPI=false")
+    users = [r for r in by_kind(no_gateway, "Role") if r["metadata"]["namespace"] == "team-a"]
+    assert users and all(not granted(r) & {"httproutes", "inferencepools"} for r in users)
 
 
 def test_fail_closed_is_on_by_default_and_can_be_turned_off(cluster):
@@ -248,11 +255,35 @@ def _stderr(cluster, *args: str) -> str:
     return result.stderr
 
 
+ROUTE = {
+    "apiVersion": "gateway.networking.k8s.io/v1",
+    "kind": "HTTPRoute",
+    "metadata": {"name": "models"},
+    "spec": {
+        "parentRefs": [{"name": "gateway"}],
+        "rules": [{"backendRefs": [{"name": f"{NAME}-stable", "port": 8080}]}],
+    },
+}
+
+
 def test_operator_does_its_whole_job_with_only_the_charts_rbac(
-    cluster, api_client, namespace, operator, chart_identity, operator_only_policies, tmp_path
+    cluster,
+    api_client,
+    namespace,
+    operator,
+    chart_identity,
+    operator_only_policies,
+    gateway_crds,
+    tmp_path,
 ):
     """As the chart's ServiceAccount, with the chart's RBAC, behind the chart's status and
-    children policies (which refuse even the admin)."""
+    children policies (which refuse even the admin), with the Gateway API router."""
+    from kubernetes import client
+
+    routes = client.CustomObjectsApi(api_client)
+    gw = ("gateway.networking.k8s.io", "v1", namespace, "httproutes")
+    routes.create_namespaced_custom_object(*gw, ROUTE)
+    traffic = {"gatewayAPI": {"httpRoute": "models"}}
     operator.stop()  # one operator at a time: this one runs as the chart's ServiceAccount
     restricted = OperatorProcess(chart_identity, tmp_path / "operator.log")
     try:
@@ -262,6 +293,7 @@ def test_operator_does_its_whole_job_with_only_the_charts_rbac(
         servers.set("canary", error=0.5)
         aid = Aid(api_client, namespace, NAME)
         v1 = plan(cluster.info.prometheus_url, "2.4.0")
+        v1["rollout"]["traffic"] = traffic
         aid.create(v1)
         wait_for(lambda: aid.phase() == "AwaitingApproval", timeout=60, what="refusal")
         assert any(
@@ -271,10 +303,17 @@ def test_operator_does_its_whole_job_with_only_the_charts_rbac(
         aid.annotate(approval_annotations(compute_revision(spec_model(v1)), now))
         wait_for(lambda: aid.phase() == "Stable", timeout=120, what="v1 Stable")
         v2 = plan(cluster.info.prometheus_url, "2.5.0")
+        v2["rollout"]["traffic"] = traffic
         aid.patch({"spec": v2})
         aid.annotate(approval_annotations(compute_revision(spec_model(v2)), now))
         wait_for(lambda: aid.phase() == "RolledBack", timeout=120, what="canary rolled back")
         wait_for(lambda: not aid.pods("canary"), timeout=60, what="canary deleted")
+        rule = routes.get_namespaced_custom_object(*gw, "models")["spec"]["rules"][0]
+        assert {r["name"]: r["weight"] for r in rule["backendRefs"]} == {
+            f"{NAME}-stable": 100,
+            f"{NAME}-canary": 0,
+        }
+        assert aid.condition("TrafficRouted")["status"] == "True"
         log = (tmp_path / "operator.log").read_text()
         assert "Forbidden" not in log and " 403" not in log, log[-3000:]
     finally:

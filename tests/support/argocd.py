@@ -11,7 +11,9 @@ import yaml
 from lupa import lua51
 
 ROOT = Path(__file__).resolve().parents[2]
-CUSTOMIZATION = ROOT / "integrations" / "argocd" / "resource_customizations" / "aigate.dev" / "AIDeployment"
+CUSTOMIZATION = (
+    ROOT / "integrations" / "argocd" / "resource_customizations" / "aigate.dev" / "AIDeployment"
+)
 HEALTH_LUA = CUSTOMIZATION / "health.lua"
 
 # The contract (docs/argocd.md): phase -> Argo CD health once the generation is observed.

@@ -23,12 +23,14 @@ from aigate.api.v1alpha1 import (
     ApplyError,
     ChildRecord,
     ChildRecords,
+    RouteWeights,
 )
-from aigate.core import rollout
+from aigate.core import rollout, traffic
 from aigate.core.analysis import Measurements, MetricResult
 from aigate.core.children import Drift
 from aigate.core.gate import format_rfc3339
 from aigate.core.revision import compute_revision
+from aigate.core.rollout.snapshots import plan_of
 from aigate.core.verdict import QueryOutcome
 from support.factories import approved_for, image_for, spec_dict, spec_model
 
@@ -131,6 +133,14 @@ class World:
     last_inputs: rollout.Inputs | None = None
     applied: list[rollout.Action] = dataclasses.field(default_factory=list)  # this step's
     policy_problem: str = ""  # the approval policy does not enforce (core/admission.py)
+    # The Gateway API router's rule (spec.rollout.traffic.gatewayAPI): aigate's two weights
+    # in it, None when the route does not exist. The user's route starts with stable only.
+    route: dict[str, int | None] | None = dataclasses.field(
+        default_factory=lambda: {"stable": 1, "canary": None}
+    )
+    # The canary weight the rule held each time actions were applied (what the reconciler
+    # wrote first), for the model test.
+    weight_at_actions: int | None = None
 
     # ---- what decide() sees ----------------------------------------------------------------
 
@@ -177,7 +187,44 @@ class World:
             uid="0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
             measurements=measurements,
             policy_problem=self.policy_problem,
+            route=self.route_view(),
         )
+
+    def gateway(self):
+        serving = self.status.serving
+        plan = None
+        if self.spec is None and serving is not None:
+            plan = plan_of(serving)
+        return traffic.gateway_of(self.spec, plan)
+
+    def route_view(self) -> traffic.RouteView | None:
+        """The rule as adapters/gateway.py reads it (None with the replica router)."""
+        config = self.gateway()
+        if config is None:
+            return None
+        where = f"risk/{config.http_route}"
+        if self.route is None:
+            return traffic.RouteView(where, config.rule, f"HTTPRoute {where} does not exist")
+        return traffic.RouteView(where, config.rule, "", self.route["stable"], self.route["canary"])
+
+    def _route(self, intent: traffic.RouteIntent | None) -> None:
+        """As reconciler._route does, before any other action: set the weights, record them."""
+        if intent is None or self.route is None:
+            return
+        stable, canary = intent.weights
+        self.route = {"stable": stable, "canary": canary}
+        status = self.status.model_copy(deep=True)
+        view = self.route_view()
+        assert view is not None
+        status.traffic.written = RouteWeights(
+            route=view.route, rule=view.rule, stable=stable, canary=canary
+        )
+        self.status = status
+
+    def edit_route(self, stable: int | None, canary: int | None) -> None:
+        """Someone else changes (or removes: None) aigate's weights in the rule."""
+        if self.route is not None:
+            self.route = {"stable": stable, "canary": canary}
 
     # ---- one reconcile, then time passes ------------------------------------------------
 
@@ -209,6 +256,9 @@ class World:
         self.decisions.append(decision)
         self.status = decision.status
         self._deliver_records()
+        if not self.faults.lose_actions:
+            self._route(decision.route)
+        self.weight_at_actions = self.route["canary"] if self.route is not None else None
         self._act(decision.actions)
         self._watch_stable_strength()
         self.tick(advance)
@@ -371,6 +421,7 @@ def plan_spec(
     monitor: str = "0s",
     replicas: int = 4,
     port: int = 8080,
+    traffic: dict | None = None,
     **analysis,
 ):
     raw = spec_dict()
@@ -400,7 +451,12 @@ def plan_spec(
     )
     raw["rollout"]["analysis"].update(analysis)
     raw["rollout"]["postPromotion"] = {"monitorFor": monitor}
+    if traffic is not None:
+        raw["rollout"]["traffic"] = traffic
     return spec_model(raw)
+
+
+GATEWAY = {"gatewayAPI": {"httpRoute": "models", "rule": "serve"}}
 
 
 def serving(v1="2.4.0", **kwargs) -> World:

@@ -35,7 +35,7 @@ from aigate.core.rollout.draft import Draft
 from aigate.core.rollout.situation import classify
 from aigate.core.verdict import QueryOutcome, judge
 from support.factories import approval_annotations, approved_for
-from support.sim import T0, Faults, World, plan_spec
+from support.sim import GATEWAY, T0, Faults, World, plan_spec
 
 settings.register_profile(
     "default-model",
@@ -91,13 +91,20 @@ class Ghost:
     first_approved: set[str] = dataclasses.field(default_factory=set)
 
 
-def model_spec(version: str, manual: bool = False, monitor: str = "0s", replicas: int = 4):
+def model_spec(
+    version: str,
+    manual: bool = False,
+    monitor: str = "0s",
+    replicas: int = 4,
+    traffic: dict | None = None,
+):
     """A plan short enough for a random walk to get through: 20 s stages, 10 s interval."""
     spec = plan_spec(
         version,
         manual=manual,
         monitor=monitor,
         replicas=replicas,
+        traffic=traffic,
         interval="10s",
         failureLimit=1,
         inconclusiveLimit=2,
@@ -119,9 +126,14 @@ class RolloutModel(RuleBasedStateMachine):
     @initialize(
         start=st.sampled_from(["fresh", "serving", "serving", "serving"]),
         monitor=st.sampled_from(["0s", "1m"]),
+        router=st.sampled_from(["Replicas", "GatewayAPI", "GatewayAPI-budget"]),
     )
-    def start(self, start, monitor):
-        spec = model_spec("1.0.0", monitor=monitor)
+    def start(self, start, monitor, router):
+        self.traffic = None
+        if router.startswith("GatewayAPI"):
+            budget = {"canaryReplicas": 1} if router.endswith("budget") else {}
+            self.traffic = {**GATEWAY, **budget}
+        spec = model_spec("1.0.0", monitor=monitor, traffic=self.traffic)
         self.world = World(spec=spec, now=T0, annotations=approved_for(spec, T0))
         self.world.outcome = lambda track, metric, at: self.outcomes.get(
             (track, metric), OUTCOMES[0]
@@ -145,7 +157,7 @@ class RolloutModel(RuleBasedStateMachine):
     )
     def apply_spec(self, version, approved, manual, monitor, then):
         """A new spec, with its approval in the same apply when `approved` (GitOps)."""
-        spec = model_spec(version, manual=manual, monitor=monitor)
+        spec = model_spec(version, manual=manual, monitor=monitor, traffic=self.traffic)
         self.ghost.specs[compute_revision(spec)] = spec
         self.world.change_spec(spec)
         if approved:
@@ -280,6 +292,20 @@ class RolloutModel(RuleBasedStateMachine):
             if self.world.status.phase != phase:
                 return
 
+    @rule(
+        edit=st.sampled_from(["all-to-canary", "canary-removed", "route-deleted", "route-back"]),
+        then=STEP,
+    )
+    def route(self, edit, then):
+        """Someone edits the HTTPRoute's rule, deletes the route, or creates it again."""
+        if edit == "route-deleted":
+            self.world.route = None
+        elif edit == "route-back":
+            self.world.route = self.world.route or {"stable": 1, "canary": None}
+        else:
+            self.world.edit_route(0, 100 if edit == "all-to-canary" else None)
+        self._step(timedelta(seconds=then))
+
     @rule(then=STEP)
     def conflict(self, then):
         """Someone creates an object with the canary's name, then removes it."""
@@ -305,6 +331,7 @@ class RolloutModel(RuleBasedStateMachine):
         self._check_without_policy(before, after)
         self._check_records(decision)
         self._check_drift_reverted(decision)
+        self._check_traffic(decision)
         self._check_idempotent(decision)
 
     # ---- the ghost's account ---------------------------------------------------------------
@@ -330,7 +357,12 @@ class RolloutModel(RuleBasedStateMachine):
         r = before.rollout
         if r is None or before.phase not in CANARY_PHASES or canary is None:
             return
-        if canary.serves(r.candidate.revision, r.canary_replicas):
+        # A canary budget (Gateway API) is the size of every stage, known from the plan
+        # before the first round of a stage asks for it.
+        spec = self.ghost.specs.get(r.candidate.revision)
+        traffic = spec.rollout.traffic if spec is not None else None
+        want = (traffic.canary_replicas if traffic else None) or r.canary_replicas
+        if canary.serves(r.candidate.revision, want):
             key = (r.attempt, r.candidate.revision, r.stage_index)
             self.ghost.evidence.setdefault(
                 key, StageEvidence()
@@ -502,6 +534,46 @@ class RolloutModel(RuleBasedStateMachine):
             record = getattr(records, drift.child) if records is not None else None
             if record is not None and record.drift_noted == drift.digest:
                 assert not any(drift.child in h.message for h in noted), "reported twice"
+
+    def _check_traffic(self, decision) -> None:
+        """A rolled-back, aborted or promoted canary never keeps weight; the route is at 0
+        for the canary before the canary is deleted; a canary gets weight only with Ready
+        pods of its candidate; a route edited by someone else is reverted by the same
+        decision and reported once per content found."""
+        s, world, inputs = decision.status, self.world, self.world.last_inputs
+        if s.phase not in ("Progressing", "Paused", "Promoting"):
+            assert s.traffic.canary_weight == 0, (s.phase, s.traffic)
+            assert decision.route is None or decision.route.canary_weight == 0
+        if s.traffic.router == "Replicas":
+            assert decision.route is None
+            return
+        intent = decision.route
+        assert intent is not None
+        if intent.canary_weight:
+            canary, rollout_ = inputs.observed.canary, s.rollout
+            assert canary is not None and rollout_ is not None
+            assert canary.revision == rollout_.candidate.revision and canary.updated_ready >= 1
+        deleting = any(isinstance(a, rollout.DeleteDeployment) for a in decision.actions)
+        if deleting and world.route is not None:
+            assert world.weight_at_actions == 0, "the canary went while the route gave it weight"
+        view = inputs.route
+        noted = [h for h in decision.new_history if h.reason == "TrafficRouteDrift"]
+        written = inputs.status.traffic.written
+        if view is not None and not view.problem and written is not None:
+            foreign = (view.stable, view.canary) not in (
+                (written.stable, written.canary),
+                intent.weights,
+            )
+            if foreign and inputs.status.traffic.drift_noted != view.found:
+                assert noted, f"foreign weights {view.found} not reported"
+            else:
+                assert not noted, "route drift reported without a foreign edit, or twice"
+        if view is not None and view.problem:
+            assert (
+                s.phase not in ("Progressing", "Paused")
+                or s.stage == ""
+                or not any(h.reason == "StagePassed" for h in decision.new_history)
+            ), "a stage passed while the route was missing"
 
     def _check_records(self, decision) -> None:
         for entry in decision.new_history:

@@ -386,6 +386,102 @@ WATCH_NEEDS_ABSOLUTE = (
 )
 
 
+class EndpointPickerRef(schema.BaseModel):
+    """The Endpoint Picker (Inference Extension) Service of one track's InferencePool."""
+
+    name: str = Field(..., pattern=DNS_LABEL_PATTERN, max_length=63)
+    port: int = Field(..., ge=1, le=65535, description="The Endpoint Picker Service's port.")
+
+
+class EndpointPickers(schema.BaseModel):
+    stable: EndpointPickerRef
+    canary: EndpointPickerRef
+
+
+class InferencePoolSettings(schema.BaseModel):
+    """What aigate writes into each track's InferencePool (inference.networking.k8s.io/v1):
+    the pool selects the track's pods on spec.service's target port; each track has its own
+    Endpoint Picker, since an Endpoint Picker serves one pool."""
+
+    endpoint_pickers: EndpointPickers
+    failure_mode: Literal["FailOpen", "FailClose"] = Field(
+        "FailClose", description="What the gateway does when the Endpoint Picker is down."
+    )
+
+
+class GatewayAPIRoute(schema.BaseModel):
+    """An HTTPRoute the user owns, in the AIDeployment's namespace. aigate sets the weights
+    of its two backendRefs in one rule (stable 100-W, canary W) and touches nothing else."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.backend) || self.backend != 'InferencePool' || "
+                    "has(self.inferencePool)",
+                    "backend InferencePool needs inferencePool.endpointPickers",
+                )
+            ]
+        }
+    )
+
+    http_route: str = Field(
+        ..., pattern=DNS_SUBDOMAIN_PATTERN, max_length=253, description="The HTTPRoute's name."
+    )
+    rule: str = Field(
+        "0",
+        pattern=r"^([0-9]{1,2}|[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$",
+        max_length=63,
+        description="The rule: its name (rules[].name), or its index as digits. Default: 0.",
+    )
+    backend: Literal["Service", "InferencePool"] = Field(
+        "Service",
+        description="Per-track backends aigate manages: Services <name>-stable and "
+        "<name>-canary, or InferencePools of those names.",
+    )
+    inference_pool: schema.Optional[InferencePoolSettings] = None
+
+    @model_validator(mode="after")
+    def _pool_settings(self) -> GatewayAPIRoute:
+        if self.backend == "InferencePool" and self.inference_pool is None:
+            raise ValueError("backend InferencePool needs inferencePool.endpointPickers")
+        return self
+
+
+class TrafficSpec(schema.BaseModel):
+    """How the canary gets its share. Without gatewayAPI: the replica ratio behind the one
+    Service (the canary's share is canary pods / all pods). With gatewayAPI: exact weights."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.canaryReplicas) || has(self.gatewayAPI)",
+                    "canaryReplicas needs gatewayAPI: with the replica router the canary's "
+                    "size is its share",
+                )
+            ]
+        }
+    )
+
+    gateway_api: schema.Optional[GatewayAPIRoute] = Field(
+        None, alias="gatewayAPI", description="Exact weights through a Gateway API HTTPRoute."
+    )
+    canary_replicas: schema.Optional[int] = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="A fixed canary size for every stage (a budget, e.g. scarce "
+        "accelerators). Default: the stage weight's share of spec.replicas, rounded up.",
+    )
+
+    @model_validator(mode="after")
+    def _budget_needs_gateway(self) -> TrafficSpec:
+        if self.canary_replicas is not None and self.gateway_api is None:
+            raise ValueError("canaryReplicas needs gatewayAPI")
+        return self
+
+
 class RolloutSpec(_BoundedDurations):
     DURATION_BOUNDS: ClassVar[dict[str, tuple[str, str]]] = {"progressDeadline": ("1s", "24h")}
     CEL_RULES: ClassVar[list[dict[str, str]]] = [
@@ -421,6 +517,9 @@ class RolloutSpec(_BoundedDurations):
     )
     analysis: AnalysisSpec
     post_promotion: PostPromotionSpec = Field(default_factory=PostPromotionSpec)
+    traffic: schema.Optional[TrafficSpec] = Field(
+        None, description="The traffic router: replica ratio (default) or Gateway API."
+    )
 
     @model_validator(mode="after")
     def _watch_has_absolute_metric(self) -> RolloutSpec:
@@ -713,6 +812,34 @@ class RecordsState(schema.BaseModel):
     )
 
 
+class RouteWeights(schema.BaseModel):
+    """Backend weights aigate last wrote into a rule of an HTTPRoute."""
+
+    route: str = Field(..., description="namespace/name of the HTTPRoute.")
+    rule: str
+    stable: int
+    canary: int
+
+
+class TrafficStatus(schema.BaseModel):
+    """The traffic the canary gets. stageWeight is what the plan asks for; canaryPercent is
+    the share it really gets: the ratio of Ready pods (replica router) or the weights read
+    back from the HTTPRoute (Gateway API router)."""
+
+    router: Literal["Replicas", "GatewayAPI"] = "Replicas"
+    stage_weight: int = Field(0, description="The weight of the stage in flight (0: none).")
+    canary_weight: int = Field(0, description="The canary weight aigate sets (Gateway API).")
+    canary_percent: float = Field(0.0, description="The canary's real share, percent.")
+    route: str = Field("", description="HTTPRoute namespace/name and rule (Gateway API).")
+    found: str = Field("", description="The rule's weights as read back (Gateway API).")
+    problem: str = Field("", description="Why the route cannot be used, if it cannot.")
+    written: schema.Optional[RouteWeights] = Field(
+        None, description="What aigate last wrote into the route (to tell others' edits)."
+    )
+    drift_noted: str = Field("", description="The foreign weights last recorded.")
+    problem_noted: str = Field("", description="The route problem last recorded.")
+
+
 class AIDeploymentStatus(schema.BaseModel):
     """Written by the operator only. Control state lives in explicit fields (serving,
     previous, rollout, watch, rollback, rolledBackRevisions, handledRequests); the display
@@ -763,6 +890,7 @@ class AIDeploymentStatus(schema.BaseModel):
         "aigate before child records.",
     )
     requests: Requests = Field(default_factory=Requests)
+    traffic: TrafficStatus = Field(default_factory=TrafficStatus)
     recent_measurements: list[MeasurementRecord] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
     records: RecordsState = Field(default_factory=RecordsState)

@@ -8,7 +8,8 @@ from datetime import timedelta
 from aigate.api.durations import format_duration, parse_duration
 from aigate.api.v1alpha1 import AIDeploymentSpec, AnalysisState, RollbackTrigger, RolloutState
 from aigate.core import analysis as an
-from aigate.core.rollout import effects
+from aigate.core import traffic
+from aigate.core.rollout import effects, router
 from aigate.core.rollout.draft import Draft
 from aigate.core.rollout.model import REQUEUE_WHILE_CHANGING, ApplyDeployment
 from aigate.core.rollout.routing import route
@@ -34,6 +35,9 @@ def run(d: Draft) -> None:
     canary_ready = _size_canary(d, rollout, plan)
     if not canary_ready or not stable_full:
         _wait_for_pods(d, rollout, plan, canary_ready)
+        return
+    if router.route_problem(d):
+        _hold_for_route(d, rollout, plan)
         return
     _analyse(d, rollout, plan)
 
@@ -135,7 +139,7 @@ def _size_canary(d: Draft, rollout: RolloutState, plan: AIDeploymentSpec) -> boo
     from the moment the canary was asked for its size or lost readiness; the stage's
     elapsed time accumulates only while the canary is rolled out."""
     stage = plan.rollout.stages[rollout.stage_index]
-    want = effects.canary_replicas(d.replicas, stage.weight)
+    want = traffic.canary_size(plan, d.replicas, stage.weight)
     candidate, canary = rollout.candidate, d.sit.canary
     if rollout.canary_replicas != want:
         rollout.canary_replicas = want
@@ -203,6 +207,22 @@ def _wait_for_pods(
     d.progressing(
         "StableRecovering",
         f"{position}: the serving version is not at full strength; the stage waits for it",
+    )
+
+
+def _hold_for_route(d: Draft, rollout: RolloutState, plan: AIDeploymentSpec) -> None:
+    """The route that would carry the canary's weight is missing: the stage's clock stops
+    (its time counts only with traffic routed) and nothing advances; no deadline runs
+    out, since the canary is not at fault. An abort still rolls back."""
+    if rollout.ready_since:
+        start = effects.parse_time(rollout.ready_since) or d.now
+        rollout.elapsed_seconds += (d.now - start).total_seconds()
+        rollout.ready_since = ""
+    d.requeue_within(REQUEUE_WHILE_CHANGING * 5)
+    d.progressing(
+        "TrafficRouteUnavailable",
+        f"{stage_position(plan, rollout.stage_index)}: held, the canary gets no traffic: "
+        f"spec.rollout.traffic.gatewayAPI: {router.route_problem(d)}",
     )
 
 

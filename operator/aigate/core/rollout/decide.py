@@ -16,7 +16,7 @@ from aigate.core import analysis as an
 from aigate.core import conditions as cond
 from aigate.core.gate import format_rfc3339
 from aigate.core.revision import short
-from aigate.core.rollout import canary, effects, promotion, rest, rollback, watch
+from aigate.core.rollout import canary, effects, promotion, rest, rollback, router, watch
 from aigate.core.rollout.draft import Draft
 from aigate.core.rollout.model import REQUEUE_AT_REST, Decision, Inputs
 from aigate.core.rollout.routing import record_approval
@@ -57,6 +57,7 @@ def decide(inputs: Inputs) -> Decision:
             break
     else:
         raise RuntimeError(f"decide() did not settle within {MAX_HOPS} phase changes")
+    router.route_traffic(d)  # after the phase is settled: a rollback gives the canary 0
     _show(d)
     return d.decision()
 

@@ -26,6 +26,7 @@ from aigate.core.rollout.model import (
     Event,
 )
 from aigate.core.rollout.situation import Situation
+from aigate.core.traffic import RouteIntent
 
 MAX_RECENT_MEASUREMENTS = 30
 EventType = Literal["Normal", "Warning"]
@@ -47,6 +48,7 @@ class Draft:
         self.requeue = REQUEUE_AT_REST
         self.moved = False
         self.new_measurements: list[MeasurementRecord] = []
+        self.route: RouteIntent | None = None
         inputs = self.inputs
         self.ledger = Ledger(
             self.status,
@@ -262,4 +264,5 @@ class Draft:
             new_measurements=tuple(self.new_measurements),
             new_history=tuple(self.ledger.new_history),
             new_records=tuple(self.ledger.new),
+            route=self.route,
         )

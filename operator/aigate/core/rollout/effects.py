@@ -3,7 +3,6 @@ start a rollback, count measurements. Each helper changes the draft only."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -18,6 +17,7 @@ from aigate.api.v1alpha1 import (
     RolloutState,
 )
 from aigate.core import analysis as an
+from aigate.core import traffic
 from aigate.core.children import CHILDREN, record_of
 from aigate.core.gate import format_rfc3339, parse_rfc3339
 from aigate.core.requests import Request
@@ -55,8 +55,10 @@ def canary_replicas(replicas: int, weight: int) -> int:
 
     The stable Deployment keeps all spec.replicas until promotion, so the canary's share of
     traffic through the Service is canary / (canary + replicas): 1 of 5 pods (20 %) for a
-    10 % stage with 4 replicas. Rollback is then instant: nothing needs to scale up."""
-    return max(1, min(replicas, math.ceil(replicas * weight / 100)))
+    10 % stage with 4 replicas. Rollback is then instant: nothing needs to scale up. (With
+    the Gateway API router the share is the weight, and the size may be a fixed budget:
+    traffic.canary_size.)"""
+    return traffic.canary_size(None, replicas, weight)
 
 
 def requeue_while_waiting(d: Draft, until_deadline: timedelta) -> None:

@@ -17,6 +17,7 @@ from aigate.api.v1alpha1 import (
 from aigate.core.analysis import Measurements
 from aigate.core.children import Child, Drift
 from aigate.core.gate import Signatures
+from aigate.core.traffic import RouteIntent, RouteView
 from aigate.core.workloads import Track
 
 # How soon to look again. Changes to the resource itself or its Deployments wake the
@@ -152,6 +153,8 @@ class Inputs:
     uid: str = ""
     # How long AIRecords are kept (`aigate run --record-retention`): their expiresAt.
     record_retention: timedelta = timedelta(days=400)
+    # The Gateway API router's rule as read (None: the replica router, or not read).
+    route: RouteView | None = None
 
 
 @dataclass(frozen=True)
@@ -166,3 +169,5 @@ class Decision:
     new_records: tuple[AIRecordSpec, ...] = ()
     # True when only status.conditions may be written (the stored status was unreadable).
     conditions_only: bool = False
+    # The Gateway API router's weights to set, before any action (None: replica router).
+    route: RouteIntent | None = None
