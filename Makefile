@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/hack
 CLUSTER_DIR ?= /tmp/aigate-cluster
 
-.PHONY: help venv binaries cluster-up cluster-down test test-unit soak lint crds check-crds demo bench kind-up clean
+.PHONY: help venv binaries cluster-up cluster-down test test-unit soak lint crds check-crds demo bench bench-scale kind-up clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -63,3 +63,7 @@ clean: cluster-down ## stop the cluster and remove the venv (the binary cache st
 bench: venv binaries ## benchmarks on the local control plane; results in bench/results/
 	$(PY) bench/governance_latency.py
 	$(PY) bench/report_size.py
+
+N ?= 100
+bench-scale: venv binaries ## N AIDeployments (N=100) rolled out at once; bench/results/scale-N.json
+	$(PY) bench/scale.py --n $(N) $(if $(NOTES),--notes "$(NOTES)")

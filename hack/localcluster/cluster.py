@@ -77,10 +77,14 @@ def _log(message: str) -> None:
 class LocalCluster:
     """A running control plane. Use as a context manager, or call stop() yourself."""
 
-    def __init__(self, state_dir: Path, bin_dir: Path) -> None:
+    def __init__(self, state_dir: Path, bin_dir: Path, audit_policy: Path | None = None) -> None:
         self.state_dir = state_dir
         self.bin = bin_dir
         self.logs = state_dir / "logs"
+        # The API server's audit log (JSON lines), written only when a policy is given: a
+        # benchmark counts a client's requests on the server side with it.
+        self.audit_policy = audit_policy
+        self.audit_log = self.logs / "audit.log"
         self.processes: dict[str, Process] = {}
         self.tokens = {user: secrets.token_hex(16) for user in USERS}
         self.tokens["control-plane"] = secrets.token_hex(16)
@@ -109,9 +113,16 @@ class LocalCluster:
     # ---- lifecycle -------------------------------------------------------------------
 
     @classmethod
-    def start(cls, state_dir: Path, *, nodes: int = 2, bin_dir: Path | None = None) -> LocalCluster:
+    def start(
+        cls,
+        state_dir: Path,
+        *,
+        nodes: int = 2,
+        bin_dir: Path | None = None,
+        audit_policy: Path | None = None,
+    ) -> LocalCluster:
         state_dir.mkdir(parents=True, exist_ok=True)
-        cluster = cls(state_dir, bin_dir or ensure_binaries())
+        cluster = cls(state_dir, bin_dir or ensure_binaries(), audit_policy)
         try:
             cluster._start_all(nodes)
         except BaseException:
@@ -174,9 +185,13 @@ class LocalCluster:
         for user, path in self.info.user_kubeconfigs.items():
             self._write_kubeconfig(Path(path), user)
 
-    def service_account_kubeconfig(self, namespace: str, name: str, path: Path) -> Path:
-        """A kubeconfig that acts as ServiceAccount namespace/name (a one-hour token)."""
-        token = self.kubectl("create", "token", name, "-n", namespace, "--duration=1h").strip()
+    def service_account_kubeconfig(
+        self, namespace: str, name: str, path: Path, duration: str = "1h"
+    ) -> Path:
+        """A kubeconfig that acts as ServiceAccount namespace/name (a token valid `duration`)."""
+        token = self.kubectl(
+            "create", "token", name, "-n", namespace, f"--duration={duration}"
+        ).strip()
         self._write_kubeconfig(path, f"{namespace}-{name}", token)
         return path
 
@@ -230,6 +245,17 @@ class LocalCluster:
             lambda: http_ok(f"{client}/health", body_contains='"health":"true"'), 60, "healthy"
         )
 
+    def _audit_flags(self) -> list[str]:
+        if self.audit_policy is None:
+            return []
+        return [
+            f"--audit-policy-file={self.audit_policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-maxbackup=0",
+            "--audit-log-maxsize=0",  # never rotate: the reader wants one file
+        ]
+
     def _start_apiserver(self) -> None:
         p = self.pki
         process = self._spawn(
@@ -252,6 +278,7 @@ class LocalCluster:
                 f"--service-account-signing-key-file={p['sa_key']}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--profiling=false",
+                *self._audit_flags(),
             ],
         )
         process.wait_ready(
