@@ -57,6 +57,11 @@ PROMETHEUS_QUERY_SECONDS = Histogram(
     "Time of one analysis query to Prometheus, whatever its outcome",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+MEASUREMENT_LAG_SECONDS = Histogram(
+    "aigate_measurement_lag_seconds",
+    "How long after its due time each measurement was taken (0 for an analysis's first)",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
 PROMETHEUS_QUERIES_SHARED = Counter(
     "aigate_prometheus_queries_shared_total",
     "Analysis queries answered by an identical query (same endpoint, query and pinned "
@@ -260,6 +265,7 @@ def observe_outcome(
             _series.labels(PROMOTIONS, namespace, name, reason).inc()
     for record in measurements:
         _observe_measurement(namespace, name, record)
+        MEASUREMENT_LAG_SECONDS.observe(float(getattr(record, "lag_seconds", 0.0) or 0.0))
 
 
 def forget(namespace: str, name: str) -> None:

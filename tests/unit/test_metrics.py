@@ -236,3 +236,15 @@ def test_api_requests_are_counted_by_verb_and_resource():
     api.rest_client = type("Rest", (), {"request": lambda *a, **k: Answer()})()
     api.call_api("get", "https://h/apis/apps/v1/namespaces/ns/deployments/x")
     assert seen == [("GET", "deployments")]
+
+
+def test_each_measurement_s_lag_is_observed():
+    status = {"phase": "Progressing", "rollout": {"analysis": {"track": "canary"}}}
+    late = record("error-rate", "canary", "0.001", "Pass").model_copy(update={"lag_seconds": 3.4})
+    count = value("aigate_measurement_lag_seconds_count") or 0.0
+    on_time = value("aigate_measurement_lag_seconds_bucket", le="0.1") or 0.0
+    within_5 = value("aigate_measurement_lag_seconds_bucket", le="5.0") or 0.0
+    metrics.observe_outcome(NS, NAME, {}, status, (), (late,))
+    assert value("aigate_measurement_lag_seconds_count") == count + 1
+    assert value("aigate_measurement_lag_seconds_bucket", le="0.1") == on_time  # late
+    assert value("aigate_measurement_lag_seconds_bucket", le="5.0") == within_5 + 1
