@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,6 +39,31 @@ _kube: KubeAdapter | None = None
 # plus aigate's writes the watches have not shown yet: a reconcile reads nothing.
 _children = ChildCache()
 _bodies = BodyCache()
+# At most this many reconciles run at once (their parsed specs, statuses and decisions in
+# memory, and their turns on the worker threads): with 1,000 resources woken together,
+# memory stays bounded and each round finishes sooner. A round waiting on Prometheus
+# gives its slot back meanwhile.
+RECONCILE_SLOTS = 32
+_slots: asyncio.Semaphore | None = None
+
+
+def _reconcile_slots() -> asyncio.Semaphore:
+    global _slots  # noqa: PLW0603 (made on the operator's loop, on first use)
+    if _slots is None:
+        _slots = asyncio.Semaphore(RECONCILE_SLOTS)
+    return _slots
+
+
+@contextlib.asynccontextmanager
+async def _slot_lent() -> AsyncIterator[None]:
+    """While a round waits on Prometheus, another resource may use its slot."""
+    slots = _reconcile_slots()
+    slots.release()
+    try:
+        yield
+    finally:
+        await slots.acquire()
+
 
 # `aigate run --require-approval-policy`: the policy's name, or None (not checked).
 _required_policy: str | None = None
@@ -220,8 +245,9 @@ async def aideployment_changed(namespace: str, name: str, meta: kopf.Meta, **_: 
     """Wakes the resource's daemon, unless the event only shows aigate's own status write
     (that round already decided from what it wrote). Async on purpose: kopf runs sync
     handlers in worker threads, and an asyncio.Event must be set on its own loop."""
-    key = ("AIDeployment", namespace, name)
-    if not _bodies.overlay.is_own(key, str(meta.get("resourceVersion", ""))):
+    key, version = ("AIDeployment", namespace, name), str(meta.get("resourceVersion", ""))
+    _bodies.overlay.pending(key, version)  # drops aigate's write once the watch shows it
+    if not _bodies.overlay.is_own(key, version):
         _waker(namespace, name).set()
 
 
@@ -246,8 +272,11 @@ async def child_changed(
     """A child changed (rolled, scaled, edited by someone): its owner looks again at once,
     so drift is reverted without waiting for the next periodic reconcile. (kopf updated the
     index before this runs: the owner reads the new state.)"""
+    key = (str(body.get("kind", "")), namespace, name)
     if type == "DELETED":
-        _children.overlay.forget((str(body.get("kind", "")), namespace, name))
+        _children.overlay.forget(key)
+    else:  # drops aigate's write once the watch shows it
+        _children.overlay.pending(key, str(body.get("metadata", {}).get("resourceVersion", "")))
     owner = labels.get(LABEL_OWNER)
     if owner:
         _waker(namespace, owner).set()
@@ -270,7 +299,8 @@ async def drive(
     try:
         while not stopped:
             wake.clear()
-            delay = await _reconcile_once(_kube, namespace, name, body)
+            async with _reconcile_slots():
+                delay = await _reconcile_once(_kube, namespace, name, body)
             if delay is None:
                 return
             with contextlib.suppress(TimeoutError):
@@ -306,6 +336,7 @@ async def _reconcile_once(
                 namespace,
                 name,
                 watched=body,
+                waiting=_slot_lent,
                 approval_policy=_policy_check,
                 approver_keys=_approver_keys,
                 recorder=_recorder,

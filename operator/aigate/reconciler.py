@@ -10,9 +10,11 @@ twice (each is stamped with its evaluation time).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -146,9 +148,11 @@ async def reconcile(
     approver_keys: ApproverKeys | None = None,
     recorder: Recorder | None = None,
     watched: Mapping[str, Any] | None = None,
+    waiting: Callable[[], AbstractAsyncContextManager[None]] = contextlib.nullcontext,
 ) -> Outcome | None:
     """`watched`: the AIDeployment as the operator's watch holds it (nothing is read then);
-    without it, it is read from the API server."""
+    without it, it is read from the API server. `waiting`: entered while the round waits
+    on Prometheus (the caller lends its reconcile slot meanwhile)."""
     if watched is not None and kube.bodies is not None:
         body: dict[str, Any] | None = kube.bodies.current(watched)
     elif watched is not None:
@@ -206,7 +210,8 @@ async def reconcile(
     )
     plan = rollout.measurement_plan(inputs)
     if plan is not None and spec is not None:
-        measurements = await _measure(kube, namespace, spec, plan)
+        async with waiting():  # a slow Prometheus holds no reconcile slot
+            measurements = await _measure(kube, namespace, spec, plan)
         inputs = dataclasses.replace(inputs, measurements=measurements)
     decision = rollout.decide(inputs)
     unwatched = await _unwatched_children(kube, owner, decision)
