@@ -336,7 +336,7 @@ annotation_sets = st.dictionaries(
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)  # a property of decisions, not of speed
 @given(annotations=annotation_sets, replicas=st.integers(1, 50), recorded_for_other=st.booleans())
 def test_never_deploys_a_revision_whose_gate_is_closed_and_that_was_never_approved(
     annotations, replicas, recorded_for_other
@@ -365,7 +365,7 @@ def test_never_deploys_a_revision_whose_gate_is_closed_and_that_was_never_approv
         )
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(annotations=annotation_sets, minutes=st.integers(0, 10_000))
 def test_decide_is_idempotent(annotations, minutes):
     now = NOW + timedelta(minutes=minutes)
