@@ -138,12 +138,14 @@ def test_a_server_without_traffic_is_no_data_never_0(name, binaries, tmp_path):
 
 def test_generic_error_rate_matches_grouped_and_exact_status_codes(binaries, tmp_path):
     query = render_query(PRESETS["http-v1/error-rate"].query, CANARY.values())
+    # Rates exact in binary (1.5, 0.25, 0.25 per second): Prometheus sums series in no
+    # fixed order, and 96/60 + 2/60 + 2/60 rounds differently in different orders.
     series = [
-        counter(CANARY_SERIES + ',handler="/predict",status="200"', 96),
-        counter(CANARY_SERIES + ',handler="/predict",status="503"', 2),
-        counter(CANARY_SERIES + ',handler="/predict",status="5xx"', 2),
+        counter(CANARY_SERIES + ',handler="/predict",status="200"', 90),
+        counter(CANARY_SERIES + ',handler="/predict",status="503"', 15),
+        counter(CANARY_SERIES + ',handler="/predict",status="5xx"', 15),
     ]
-    promtool_test(binaries, tmp_path, series, query, 0.04)
+    promtool_test(binaries, tmp_path, series, query, 0.25)
 
 
 def test_queue_length_is_the_mean_per_server(binaries, tmp_path):
