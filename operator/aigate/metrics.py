@@ -265,7 +265,7 @@ def observe_outcome(
             _series.labels(PROMOTIONS, namespace, name, reason).inc()
     for record in measurements:
         _observe_measurement(namespace, name, record)
-        MEASUREMENT_LAG_SECONDS.observe(float(getattr(record, "lag_seconds", 0.0) or 0.0))
+        MEASUREMENT_LAG_SECONDS.observe(record.lag_seconds)
 
 
 def forget(namespace: str, name: str) -> None:

@@ -53,7 +53,13 @@ from aigate.core.gate import format_rfc3339, parse_rfc3339
 from aigate.core.images import unpinned_images
 from aigate.core.rollout.snapshots import plan_of
 from aigate.core.verdict import QueryOutcome
-from aigate.core.workloads import Owner, build_deployment, build_service, deployment_name
+from aigate.core.workloads import (
+    Owner,
+    build_deployment,
+    build_service,
+    child_object,
+    deployment_name,
+)
 from aigate.signatures import check_annotations
 
 log = logging.getLogger("aigate.reconcile")
@@ -433,12 +439,7 @@ async def _unwatched_children(
     for action in decision.actions:
         if isinstance(action, rollout.DeleteDeployment):
             continue
-        child = rollout.action_track(action)
-        kind, name = (
-            ("Service", owner.name)
-            if child == "service"
-            else ("Deployment", deployment_name(owner.name, child))
-        )
+        kind, name = child_object(owner.name, rollout.action_track(action))
         if kube.read_child(kind, owner.namespace, name) is not None:
             continue
         live = await asyncio.to_thread(kube.look_up, kind, owner.namespace, name)

@@ -23,7 +23,7 @@ from aigate.adapters.cache import BodyCache, ChildCache, ChildSummary, summarize
 from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION, ChildRecords
 from aigate.core.children import Child, Claim, Drift, LiveChild, claim
 from aigate.core.rollout import Observed, WorkloadState
-from aigate.core.workloads import Owner, deployment_name
+from aigate.core.workloads import Owner, child_object
 
 FIELD_MANAGER = "aigate"
 _APPLY = "application/apply-patch+yaml"
@@ -163,17 +163,18 @@ class KubeAdapter:
         workloads: dict[str, WorkloadState | None] = {}
         extra = unwatched or {}
 
-        def read(kind: str, name: str) -> ChildSummary | None:
+        def read(child: Child) -> ChildSummary | None:
+            kind, name = child_object(owner.name, child)
             live = self.read_child(kind, owner.namespace, name)
             return live if live is not None else extra.get((kind, owner.namespace, name))
 
         for track in ("stable", "canary"):
-            live = read("Deployment", deployment_name(owner.name, track))
+            live = read(track)
             claimed = self._claim(live, track, owner, records, known_revisions)
             workloads[track] = live.workload if claimed.ours and live else None
             conflicts.extend([claimed.conflict] if claimed.conflict else [])
             drift.extend([claimed.drift] if claimed.drift else [])
-        live = read("Service", owner.name)
+        live = read("service")
         claimed = self._claim(live, "service", owner, records, known_revisions)
         conflicts.extend([claimed.conflict] if claimed.conflict else [])
         drift.extend([claimed.drift] if claimed.drift else [])

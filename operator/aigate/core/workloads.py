@@ -41,6 +41,14 @@ def deployment_name(owner_name: str, track: Track) -> str:
     return f"{owner_name}-{track}"
 
 
+def child_object(owner_name: str, child: str) -> tuple[str, str]:
+    """(kind, name) of one of aigate's children: the Service `<name>`, or a track's
+    Deployment `<name>-<track>`."""
+    if child == "service":
+        return "Service", owner_name
+    return "Deployment", f"{owner_name}-{child}"
+
+
 def _owner_reference(owner: Owner) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",

@@ -32,6 +32,7 @@ from aigate.core.rollout.model import (
     action_track,
 )
 from aigate.core.rollout.snapshots import service_of, template_of
+from aigate.core.workloads import child_object
 
 MAX_ROLLED_BACK = 64
 
@@ -115,8 +116,7 @@ def note_drift(d: Draft) -> None:
         if record.drift_noted == drift.digest:
             continue
         record.drift_noted = drift.digest
-        name = d.inputs.name if child == "service" else f"{d.inputs.name}-{child}"
-        kind = "Service" if child == "service" else "Deployment"
+        kind, name = child_object(d.inputs.name, child)
         d.note(
             "DriftDetected",
             f"{kind} {name} was changed outside aigate ({drift.what}); reverting it to what "
