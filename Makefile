@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/hack
 CLUSTER_DIR ?= /tmp/aigate-cluster
 
-.PHONY: help venv binaries cluster-up cluster-down test test-unit soak lint crds check-crds demo bench bench-scale kind-up clean
+.PHONY: help venv binaries cluster-up cluster-down test test-unit soak lint crds check-crds demo bench bench-scale bench-floor kind-up clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -66,4 +66,7 @@ bench: venv binaries ## benchmarks on the local control plane; results in bench/
 
 N ?= 100
 bench-scale: venv binaries ## N AIDeployments (N=100) rolled out at once; bench/results/scale-N.json
-	$(PY) bench/scale.py --n $(N) $(if $(NOTES),--notes "$(NOTES)")
+	$(PY) bench/scale.py --n $(N) $(if $(NOTES),--notes "$(NOTES)") $(if $(CONTROL_PLANE),--control-plane $(CONTROL_PLANE))
+
+bench-floor: venv binaries ## the control plane alone doing the same rollouts' child writes (N=100)
+	$(PY) bench/floor.py --n $(N) $(if $(NOTES),--notes "$(NOTES)") $(if $(CONTROL_PLANE),--control-plane $(CONTROL_PLANE))

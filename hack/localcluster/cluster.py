@@ -9,7 +9,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -77,7 +77,13 @@ def _log(message: str) -> None:
 class LocalCluster:
     """A running control plane. Use as a context manager, or call stop() yourself."""
 
-    def __init__(self, state_dir: Path, bin_dir: Path, audit_policy: Path | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        bin_dir: Path,
+        audit_policy: Path | None = None,
+        extra_flags: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self.state_dir = state_dir
         self.bin = bin_dir
         self.logs = state_dir / "logs"
@@ -85,6 +91,8 @@ class LocalCluster:
         # benchmark counts a client's requests on the server side with it.
         self.audit_policy = audit_policy
         self.audit_log = self.logs / "audit.log"
+        # Flags added to a component's command line (a benchmark's client limits, say).
+        self.extra_flags = {name: list(flags) for name, flags in (extra_flags or {}).items()}
         self.processes: dict[str, Process] = {}
         self.tokens = {user: secrets.token_hex(16) for user in USERS}
         self.tokens["control-plane"] = secrets.token_hex(16)
@@ -120,9 +128,10 @@ class LocalCluster:
         nodes: int = 2,
         bin_dir: Path | None = None,
         audit_policy: Path | None = None,
+        extra_flags: Mapping[str, Sequence[str]] | None = None,
     ) -> LocalCluster:
         state_dir.mkdir(parents=True, exist_ok=True)
-        cluster = cls(state_dir, bin_dir or ensure_binaries(), audit_policy)
+        cluster = cls(state_dir, bin_dir or ensure_binaries(), audit_policy, extra_flags)
         try:
             cluster._start_all(nodes)
         except BaseException:
@@ -162,6 +171,7 @@ class LocalCluster:
         _log(f"control plane ready in {time.monotonic() - t0:.1f}s")
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Process:
+        argv = [*argv, *self.extra_flags.get(name, ())]
         process = Process(name, argv, self.logs / f"{name}.log", env)
         process.start()
         self.processes[name] = process

@@ -299,15 +299,17 @@ async def drive(
     try:
         while not stopped:
             wake.clear()
+            # A measurement due now is taken now, not when a slot frees up.
+            ahead = await _measure_ahead(_kube, namespace, name, body)
             async with _reconcile_slots():
-                delay = await _reconcile_once(_kube, namespace, name, body)
+                delay = await _reconcile_once(_kube, namespace, name, body, ahead)
             if delay is None:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=delay)
     finally:
         _wakers.pop((namespace, name), None)
-        _bodies.overlay.forget(("AIDeployment", namespace, name))
+        _bodies.forget(("AIDeployment", namespace, name))
         # The daemon ends when the object is deleted (or the operator stops): its series go.
         metrics.forget(namespace, name)
 
@@ -325,8 +327,23 @@ class _Indexes:
         return default
 
 
-async def _reconcile_once(
+async def _measure_ahead(
     kube: KubeAdapter, namespace: str, name: str, body: kopf.Body
+) -> reconciler.Ahead | None:
+    try:
+        return await reconciler.measure_ahead(kube, body)
+    except Exception:
+        # The round measures for itself then (and reports whatever is wrong).
+        log.exception("measuring ahead failed", extra={"aideployment": f"{namespace}/{name}"})
+        return None
+
+
+async def _reconcile_once(
+    kube: KubeAdapter,
+    namespace: str,
+    name: str,
+    body: kopf.Body,
+    ahead: reconciler.Ahead | None = None,
 ) -> float | None:
     """Returns the delay before the next reconcile, or None when the object is gone."""
     with metrics.RECONCILE_SECONDS.time():
@@ -340,6 +357,7 @@ async def _reconcile_once(
                 approval_policy=_policy_check,
                 approver_keys=_approver_keys,
                 recorder=_recorder,
+                ahead=ahead,
             )
         except TransientError as error:
             metrics.RECONCILES.labels(result="transient-error").inc()
@@ -350,6 +368,9 @@ async def _reconcile_once(
             metrics.RECONCILES.labels(result="error").inc()
             log.exception("reconcile failed", extra={"aideployment": f"{namespace}/{name}"})
             return RETRY_AFTER_TRANSIENT_ERROR * 6
+    if ahead is not None:
+        used = outcome is not None and outcome.measured_ahead
+        metrics.MEASUREMENTS_AHEAD.labels(used=str(used).lower()).inc()
     if outcome is None:
         return None
     metrics.RECONCILES.labels(result="ok").inc()

@@ -62,6 +62,12 @@ MEASUREMENT_LAG_SECONDS = Histogram(
     "How long after its due time each measurement was taken (0 for an analysis's first)",
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
+MEASUREMENTS_AHEAD = Counter(
+    "aigate_measurements_taken_ahead_total",
+    "Measurements taken the moment they were due, before their round had a reconcile slot, "
+    "by whether the round used them (false: it found another one due, or none)",
+    ["used"],
+)
 PROMETHEUS_QUERIES_SHARED = Counter(
     "aigate_prometheus_queries_shared_total",
     "Analysis queries answered by an identical query (same endpoint, query and pinned "

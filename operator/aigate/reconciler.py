@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from aigate.adapters import prometheus
 from aigate.adapters.admission import ApprovalPolicyCheck
 from aigate.adapters.approver_keys import ApproverKeys
-from aigate.adapters.cache import ChildSummary
+from aigate.adapters.cache import ChildSummary, compose_patches, merge_patch
 from aigate.adapters.gateway import GatewayRouter
 from aigate.adapters.kube import (
     KubeAdapter,
@@ -38,6 +38,7 @@ from aigate.api.records import AIRecordSpec, RecordSubject
 from aigate.api.v1alpha1 import (
     AIDeploymentSpec,
     AIDeploymentStatus,
+    AnalysisSpec,
     ApplyError,
     ChildRecord,
     ChildRecords,
@@ -102,6 +103,8 @@ class Outcome:
     # and the measurements it took.
     status: dict[str, Any] | None = None
     measurements: tuple[MeasurementRecord, ...] = ()
+    # The round decided with the measurement measure_ahead() took.
+    measured_ahead: bool = False
 
 
 def parse_spec(raw: Any) -> tuple[AIDeploymentSpec | None, str]:
@@ -155,10 +158,12 @@ async def reconcile(
     recorder: Recorder | None = None,
     watched: Mapping[str, Any] | None = None,
     waiting: Callable[[], AbstractAsyncContextManager[None]] = contextlib.nullcontext,
+    ahead: Ahead | None = None,
 ) -> Outcome | None:
     """`watched`: the AIDeployment as the operator's watch holds it (nothing is read then);
     without it, it is read from the API server. `waiting`: entered while the round waits
-    on Prometheus (the caller lends its reconcile slot meanwhile)."""
+    on Prometheus (the caller lends its reconcile slot meanwhile). `ahead`: a measurement
+    measure_ahead() took, used when it is the one this round finds due."""
     if watched is not None and kube.bodies is not None:
         body: dict[str, Any] | None = kube.bodies.current(watched)
     elif watched is not None:
@@ -170,17 +175,19 @@ async def reconcile(
     metadata = body["metadata"]
     owner = Owner(name=name, namespace=namespace, uid=metadata["uid"])
     spec, spec_error = parse_spec(body.get("spec"))
-    previous, status_error = parse_status(body.get("status"))
-    stored_status = dump_status(previous)
+    deferred = kube.bodies.deferred(body) if kube.bodies is not None else None
+    previous, status_error = parse_status(_with_deferred(body, deferred))
+    # What the API server holds: a deferred patch makes this round's status write due.
+    stored_status = (
+        dump_status(parse_status(body.get("status"))[0]) if deferred else dump_status(previous)
+    )
     unrecorded = ""
     if recorder is not None and previous.records.outbox:
         # Left by a round that stopped (or crashed) after its status write: delivered
         # first; those created leave the outbox with this round's status write.
         remaining, unrecorded = await asyncio.to_thread(recorder.deliver, previous.records.outbox)
         previous.records.outbox = remaining
-    observed = await asyncio.to_thread(
-        kube.observe, owner, previous.children, _known_revisions(previous)
-    )
+    observed = await _observe(kube, owner, previous)
     route_config = traffic.gateway_of(
         spec, plan_of(previous.serving) if spec is None and previous.serving else None
     )
@@ -215,9 +222,14 @@ async def reconcile(
         route=route_view,
     )
     plan = rollout.measurement_plan(inputs)
+    measured_ahead = False
     if plan is not None and spec is not None:
-        async with waiting():  # a slow Prometheus holds no reconcile slot
-            measurements = await _measure(kube, namespace, spec, plan)
+        measured_ahead = ahead is not None and ahead.takes(plan)
+        if ahead is not None and measured_ahead:
+            measurements = ahead.measurements  # taken when due, before the round's turn came
+        else:
+            async with waiting():  # a slow Prometheus holds no reconcile slot
+                measurements = await _measure(kube, namespace, spec.rollout.analysis, plan)
         inputs = dataclasses.replace(inputs, measurements=measurements)
     decision = rollout.decide(inputs)
     unwatched = await _unwatched_children(kube, owner, decision)
@@ -248,6 +260,8 @@ async def reconcile(
         if not written:
             log.info("status conflict, deciding again", extra=context)
             return Outcome(body=body, events=(), requeue_after=rollout.REQUEUE_NOW)
+    if deferred and kube.bodies is not None:
+        kube.bodies.written(body)  # the status now holds what was deferred
     # Audit lines only for what status now holds: a dropped round recorded nothing.
     _audit(context, decision)
     _log_decision(context, decision)
@@ -282,18 +296,153 @@ async def reconcile(
             after,
         )
     finally:
-        if after:
-            await asyncio.to_thread(kube.patch_status, namespace, name, None, after)
+        deferring = bool(after) and _deferrable(after, decision, observed, kube)
+        await _write_after(kube, body, after, deferring)
     if refused is not None:
         log.warning("apply refused: %s", refused.message, extra=context)
         events = (*events, rollout.Event("Warning", "ApplyRefused", refused.message))
+    requeue_after = 5.0 if refused is not None else decision.requeue_after
     return Outcome(
         body=body,
         events=events,
-        requeue_after=5.0 if refused is not None else decision.requeue_after,
+        requeue_after=min(requeue_after, DEFERRED_WRITE_SECONDS) if deferring else requeue_after,
         status=new_status,
         measurements=decision.new_measurements,
+        measured_ahead=measured_ahead,
     )
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """A measurement taken the moment it was due, before its round had a reconcile slot."""
+
+    plan: MeasurementPlan
+    measurements: Measurements
+
+    def takes(self, plan: MeasurementPlan) -> bool:
+        """The same measurement as `plan` (the same analysis, due time and queries); only
+        when it was planned differs."""
+        ahead = self.plan
+        return (ahead.track, ahead.revision, ahead.stage_index, ahead.due, ahead.queries) == (
+            plan.track,
+            plan.revision,
+            plan.stage_index,
+            plan.due,
+            plan.queries,
+        )
+
+
+async def measure_ahead(
+    kube: KubeAdapter,
+    watched: Mapping[str, Any],
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Ahead | None:
+    """The measurement due now, from what the watches hold, without waiting for a reconcile
+    slot: with many resources at once, rounds queue for slots (their status writes wait on
+    the API server), and a measurement taken only when its round's turn comes would be
+    late by that queue. The round then uses it if it still finds the same one due
+    (reconcile's `ahead`); otherwise it is dropped, never counted elsewhere. Only with
+    watch-fed state: nothing is read from the API server here."""
+    due = _due_measurement(kube, watched, now())
+    if due is None:
+        return None
+    namespace, analysis, plan = due
+    return Ahead(plan, await _measure(kube, namespace, analysis, plan))
+
+
+def _due_measurement(
+    kube: KubeAdapter, watched: Mapping[str, Any], at: datetime
+) -> tuple[str, AnalysisSpec, MeasurementPlan] | None:
+    """(namespace, the analysis settings, the plan) when a measurement is due; only what
+    the measurement needs outlives this call (not the parsed spec and status)."""
+    if kube.bodies is None or kube.children is None:
+        return None
+    body = kube.bodies.current(watched)
+    metadata = (body or {}).get("metadata") or {}
+    if not body or metadata.get("deletionTimestamp") or not metadata.get("uid"):
+        return None
+    spec, _ = parse_spec(body.get("spec"))
+    status, status_error = parse_status(_with_deferred(body, kube.bodies.deferred(body)))
+    if spec is None or status_error:
+        return None
+    namespace, name = str(metadata.get("namespace", "")), str(metadata.get("name", ""))
+    owner = Owner(name=name, namespace=namespace, uid=metadata["uid"])
+    inputs = rollout.Inputs(
+        generation=int(metadata.get("generation", 0)),
+        spec=spec,
+        spec_error="",
+        annotations=metadata.get("annotations") or {},
+        status=status,
+        observed=kube.observe(owner, status.children, _known_revisions(status)),
+        now=at,
+        name=name,
+        namespace=namespace,
+        uid=owner.uid,
+    )
+    plan = rollout.measurement_plan(inputs)
+    return (namespace, spec.rollout.analysis, plan) if plan is not None else None
+
+
+async def _observe(kube: KubeAdapter, owner: Owner, status: AIDeploymentStatus) -> rollout.Observed:
+    """From the watches in memory (no worker thread to queue for), else from the API."""
+    if kube.children is not None:
+        return kube.observe(owner, status.children, _known_revisions(status))
+    return await asyncio.to_thread(kube.observe, owner, status.children, _known_revisions(status))
+
+
+# How long a deferred status patch may wait for the next status write before the round
+# that carries it (alone, if nothing else changed) is due.
+DEFERRED_WRITE_SECONDS = 2.0
+DEFERRABLE = frozenset({"records", "children"})
+
+
+def _with_deferred(body: Mapping[str, Any], deferred: Mapping[str, Any] | None) -> Any:
+    """The status as it is once a deferred patch is written."""
+    return merge_patch(body.get("status") or {}, deferred) if deferred else body.get("status")
+
+
+def _deferrable(
+    after: Mapping[str, Any],
+    decision: rollout.Decision,
+    observed: rollout.Observed,
+    kube: KubeAdapter,
+) -> bool:
+    """The round's closing patch may ride with the next status write (usually a moment
+    later: the watch events of the children just written wake the resource), when a crash
+    losing it does no harm: records delivered (delivered again, they are found identical)
+    and children created or deleted (a created one is still marked `creating` in status, so
+    it is taken as aigate's and written whole once more; a deleted one needs no record). A
+    child changed in place is not: aigate's record of that write is on the server before
+    anything is decided from it, or the change would read as someone else's drift."""
+    if kube.bodies is None or not set(after) <= DEFERRABLE:
+        return False
+    return all(
+        isinstance(action, rollout.DeleteDeployment)
+        or _write_mode(rollout.action_track(action), observed, decision.status) == "create"
+        for action in decision.actions
+    )
+
+
+async def _write_after(
+    kube: KubeAdapter, body: Mapping[str, Any], after: dict[str, Any], deferring: bool
+) -> None:
+    """The round's closing status patch: deferred, or written with whatever was deferred."""
+    if not after:
+        return
+    if deferring and kube.bodies is not None:
+        kube.bodies.defer(body, after)
+        return
+    deferred = kube.bodies.deferred(body) if kube.bodies is not None else None
+    metadata = body["metadata"]
+    await asyncio.to_thread(
+        kube.patch_status,
+        metadata["namespace"],
+        metadata["name"],
+        None,
+        compose_patches(deferred, after) if deferred else after,
+    )
+    if deferred and kube.bodies is not None:
+        kube.bodies.written(body)
 
 
 def _mark_creates(
@@ -528,9 +677,9 @@ async def _report_unreadable_status(
 
 
 async def _measure(
-    kube: KubeAdapter, namespace: str, spec: AIDeploymentSpec, plan: MeasurementPlan
+    kube: KubeAdapter, namespace: str, analysis: AnalysisSpec, plan: MeasurementPlan
 ) -> Measurements:
-    prometheus_spec = spec.rollout.analysis.prometheus
+    prometheus_spec = analysis.prometheus
     try:
         credentials = prometheus.Credentials(
             bearer_token=await _secret_value(kube, namespace, prometheus_spec.bearer_token_secret),

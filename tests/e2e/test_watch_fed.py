@@ -54,11 +54,22 @@ def gets(counts: dict[str, float], resource: str) -> float:
     return counts.get(f'{{resource="{resource}",verb="GET"}}', 0.0)
 
 
+def settled(status: dict) -> bool:
+    """Observed, and nothing left for a later status write: records delivered and the
+    children's UIDs recorded (a closing patch may ride with the next status write)."""
+    children = status.get("children") or {}
+    return (
+        status.get("observedGeneration") == 1
+        and not (status.get("records") or {}).get("outbox")
+        and all((children.get(child) or {}).get("uid") for child in ("stable", "service"))
+    )
+
+
 def test_reconciles_that_change_nothing_make_no_request(
     cluster, api_client, namespace, servers, own_operator
 ):
     aid, _ = stable_v1(cluster, api_client, namespace)
-    wait_for(lambda: aid.status().get("observedGeneration") == 1, timeout=TIMEOUT, what="settled")
+    wait_for(lambda: settled(aid.status()), timeout=TIMEOUT, what="settled")
     before, rounds = requests(own_operator), reconciles(own_operator)
     for n in range(3):
         # An edit outside the spec: the resource wakes, looks, and finds nothing to do.
@@ -89,3 +100,23 @@ def test_a_rollout_reads_only_names_it_is_about_to_create(
     assert gets(counts, "services") == 1, counts
     assert gets(counts, "aideployments") == 0, counts
     assert v1 != v2 and isinstance(aid, Aid)
+
+
+def test_measurements_are_taken_when_due_before_the_round_gets_a_slot(
+    cluster, api_client, namespace, servers, own_operator
+):
+    """Each measurement is taken by the resource's daemon the moment it is due, before its
+    round queues for a reconcile slot, and the round decides with it (measured once)."""
+    aid, _ = stable_v1(cluster, api_client, namespace)
+    v2 = roll_out(aid, spec_of(cluster, "2.5.0"))
+    wait_for(
+        lambda: aid.phase() == "Stable" and aid.status().get("stableRevision") == v2,
+        timeout=TIMEOUT,
+        what="v2 promoted",
+    )
+    ahead = series(own_operator, "aigate_measurements_taken_ahead_total")
+    taken = sum(series(own_operator, "aigate_analysis_measurements_total").values())
+    used = ahead.get('{used="true"}', 0.0)
+    assert used >= 1, ahead
+    assert ahead.get('{used="false"}', 0.0) == 0, ahead  # nothing measured twice
+    assert used <= taken, (ahead, taken)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 
-from aigate.adapters.cache import BodyCache, ChildCache, Overlay, summarize
+from aigate.adapters.cache import BodyCache, ChildCache, Overlay, merge_patch, summarize
 
 DEPLOYMENT = {
     "kind": "Deployment",
@@ -119,3 +119,37 @@ def test_a_recreated_object_of_the_same_name_never_reads_the_old_one_s_write():
     bodies.wrote(old)
     new = {"metadata": {"namespace": "risk", "name": "s", "uid": "b", "resourceVersion": "5"}}
     assert bodies.current(new)["metadata"]["uid"] == "b"
+
+
+def test_merge_patch_follows_rfc_7386():
+    target = {"records": {"outbox": [1, 2], "sequence": 4}, "children": {"canary": {"uid": "x"}}}
+    patch = {"records": {"outbox": []}, "children": {"canary": None, "stable": {"uid": "y"}}}
+    assert merge_patch(target, patch) == {
+        "records": {"outbox": [], "sequence": 4},
+        "children": {"stable": {"uid": "y"}},
+    }
+    assert target["children"] == {"canary": {"uid": "x"}}  # not changed in place
+    assert merge_patch(None, {"a": None, "b": 1}) == {"b": 1}
+
+
+def test_a_deferred_status_patch_is_held_merged_until_a_status_write_carries_it():
+    bodies = BodyCache()
+    body = {"metadata": {"namespace": "risk", "name": "s", "uid": "a", "resourceVersion": "7"}}
+    assert bodies.deferred(body) is None
+    bodies.defer(body, {"records": {"outbox": []}, "children": {"canary": {"uid": "c1"}}})
+    bodies.defer(body, {"children": {"canary": None}})
+    # the canary's removal is kept: written, it removes the field on the server
+    assert bodies.deferred(body) == {"records": {"outbox": []}, "children": {"canary": None}}
+    status = {"children": {"canary": {"uid": "old"}, "stable": {"uid": "s"}}}
+    assert merge_patch(status, bodies.deferred(body)) == {
+        "children": {"stable": {"uid": "s"}},
+        "records": {"outbox": []},
+    }
+    recreated = copy.deepcopy(body)
+    recreated["metadata"]["uid"] = "b"
+    assert bodies.deferred(recreated) is None  # never another object's
+    bodies.written(body)
+    assert bodies.deferred(body) is None
+    bodies.defer(body, {"records": {"outbox": []}})
+    bodies.forget(("AIDeployment", "risk", "s"))
+    assert bodies.deferred(body) is None

@@ -3,6 +3,7 @@ due, so a late one does not push the rest back, and each carries how late it was
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from aigate.api.v1alpha1 import AnalysisState
@@ -52,3 +53,23 @@ def test_late_reconciles_keep_the_grid_and_record_their_lag():
         )
     lags = [m.lag_seconds for m in world.status.recent_measurements]
     assert 7.0 in lags and 0.0 in lags
+
+
+def test_a_measurement_taken_ahead_counts_only_for_the_same_due_measurement():
+    """measure_ahead() takes a measurement before its round has a reconcile slot; the round
+    uses it only if it finds the same one due (analysis, due time, queries), whenever each
+    was planned."""
+    from aigate.reconciler import Ahead
+
+    world = serving(interval="10s")
+    upgrade(world, interval="10s")
+    world.run_until(lambda w: bool(w.plans), advance=timedelta(seconds=1))
+    plan = world.plans[-1]
+    taken = an.Measurements.of(plan, ())
+    ahead = Ahead(plan, taken)
+    later = replace(plan, at=plan.at + timedelta(seconds=2), lag_seconds=2.0)
+    assert ahead.takes(later)
+    assert not ahead.takes(replace(plan, due=plan.at))  # another due time
+    assert not ahead.takes(replace(plan, stage_index=plan.stage_index + 1))
+    assert not ahead.takes(replace(plan, revision="another"))
+    assert not ahead.takes(replace(plan, queries=plan.queries[:-1]))

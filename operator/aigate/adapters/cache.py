@@ -185,10 +185,40 @@ class ChildCache:
 
 class BodyCache:
     """The AIDeployment as kopf's watch holds it, or as aigate's last status write left it
-    when that is newer."""
+    when that is newer; plus what aigate deferred writing to its status (`defer`)."""
 
     def __init__(self) -> None:
         self.overlay = Overlay()
+        self._deferred: dict[Key, tuple[str, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def defer(self, body: Mapping[str, Any], patch: Mapping[str, Any]) -> None:
+        """A status merge patch to go with the resource's next status write (merged with
+        one deferred before). Only for what a crash may lose without harm: the next
+        reconcile reads it as written (`deferred`), and its status write carries it."""
+        key, uid = key_of(body), str((body.get("metadata") or {}).get("uid", ""))
+        with self._lock:
+            held = self._deferred.get(key)
+            base = held[1] if held is not None and held[0] == uid else {}
+            self._deferred[key] = (uid, compose_patches(base, patch))
+
+    def deferred(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The status patch deferred for this object (the same UID), if any."""
+        with self._lock:
+            held = self._deferred.get(key_of(body))
+        uid = str((body.get("metadata") or {}).get("uid", ""))
+        return held[1] if held is not None and held[0] == uid else None
+
+    def written(self, body: Mapping[str, Any]) -> None:
+        """A status write carried what was deferred."""
+        with self._lock:
+            self._deferred.pop(key_of(body), None)
+
+    def forget(self, key: Key) -> None:
+        """The object is gone (or no longer aigate's concern)."""
+        self.overlay.forget(key)
+        with self._lock:
+            self._deferred.pop(key, None)
 
     def current(self, watched: Mapping[str, Any]) -> dict[str, Any]:
         metadata = watched.get("metadata") or {}
@@ -202,6 +232,32 @@ class BodyCache:
     def wrote(self, body: Mapping[str, Any]) -> None:
         metadata = body.get("metadata") or {}
         self.overlay.wrote(key_of(body), str(metadata.get("resourceVersion", "")), dict(body))
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """`patch` applied to `target` as a JSON merge patch (RFC 7386: null removes a key)."""
+    if not isinstance(patch, Mapping):
+        return patch
+    result = dict(target) if isinstance(target, Mapping) else {}
+    for name, value in patch.items():
+        if value is None:
+            result.pop(name, None)
+        else:
+            result[name] = merge_patch(result.get(name), value)
+    return result
+
+
+def compose_patches(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """One merge patch doing what `first` then `second` do (a null in `second` stays: it
+    removes the field from the object)."""
+    result = dict(first)
+    for name, value in second.items():
+        held = result.get(name)
+        if isinstance(value, Mapping) and isinstance(held, Mapping):
+            result[name] = compose_patches(held, value)
+        else:
+            result[name] = value
+    return result
 
 
 def key_of(body: Mapping[str, Any]) -> Key:
