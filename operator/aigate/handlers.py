@@ -306,12 +306,41 @@ async def drive(
             if delay is None:
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=delay)
+                await asyncio.wait_for(_woken_or_stopped(wake, stopped), timeout=delay)
     finally:
+        deleted = kopf.DaemonStoppingReason.RESOURCE_DELETED
+        if stopped and not (stopped.reason is not None and stopped.reason & deleted):
+            await _flush_deferred(_kube, namespace, name, body)
         _wakers.pop((namespace, name), None)
-        _bodies.forget(("AIDeployment", namespace, name))
+        _bodies.forget(body)
         # The daemon ends when the object is deleted (or the operator stops): its series go.
         metrics.forget(namespace, name)
+
+
+async def _woken_or_stopped(wake: asyncio.Event, stopped: kopf.DaemonStopped) -> None:
+    """Returns when the resource is woken or its daemon is asked to stop (so a stopping
+    operator writes what it deferred instead of being cancelled mid-wait)."""
+    waits = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(_stopping(stopped))]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
+
+
+async def _stopping(stopped: kopf.DaemonStopped) -> None:
+    await stopped.wait()
+
+
+async def _flush_deferred(kube: KubeAdapter, namespace: str, name: str, body: kopf.Body) -> None:
+    """The operator is stopping: what the last round deferred is written now (bounded: kopf
+    cancels a daemon that takes longer than its cancellation timeout)."""
+    try:
+        await asyncio.wait_for(reconciler.flush_deferred(kube, body), timeout=4.0)
+    except Exception:
+        log.exception(
+            "writing deferred status failed", extra={"aideployment": f"{namespace}/{name}"}
+        )
 
 
 class _Indexes:

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from aigate.adapters import prometheus
 from aigate.adapters.admission import ApprovalPolicyCheck
 from aigate.adapters.approver_keys import ApproverKeys
-from aigate.adapters.cache import ChildSummary, compose_patches, merge_patch
+from aigate.adapters.cache import ChildSummary, merge_patch
 from aigate.adapters.gateway import GatewayRouter
 from aigate.adapters.kube import (
     KubeAdapter,
@@ -175,12 +175,12 @@ async def reconcile(
     metadata = body["metadata"]
     owner = Owner(name=name, namespace=namespace, uid=metadata["uid"])
     spec, spec_error = parse_spec(body.get("spec"))
-    deferred = kube.bodies.deferred(body) if kube.bodies is not None else None
-    previous, status_error = parse_status(_with_deferred(body, deferred))
-    # What the API server holds: a deferred patch makes this round's status write due.
-    stored_status = (
-        dump_status(parse_status(body.get("status"))[0]) if deferred else dump_status(previous)
-    )
+    previous, status_error = parse_status(body.get("status"))
+    # What the API server holds: a deferred patch (read as written) makes a write due.
+    stored_status = dump_status(previous)
+    deferred = kube.bodies.deferred(body) if kube.bodies is not None and not status_error else None
+    if deferred:
+        previous = _status_with(body, deferred, previous)
     unrecorded = ""
     if recorder is not None and previous.records.outbox:
         # Left by a round that stopped (or crashed) after its status write: delivered
@@ -342,7 +342,8 @@ async def measure_ahead(
     the API server), and a measurement taken only when its round's turn comes would be
     late by that queue. The round then uses it if it still finds the same one due
     (reconcile's `ahead`); otherwise it is dropped, never counted elsewhere. Only with
-    watch-fed state: nothing is read from the API server here."""
+    watch-fed state: the API server is asked for nothing but the Prometheus credentials'
+    Secrets, when the spec names any."""
     due = _due_measurement(kube, watched, now())
     if due is None:
         return None
@@ -362,9 +363,12 @@ def _due_measurement(
     if not body or metadata.get("deletionTimestamp") or not metadata.get("uid"):
         return None
     spec, _ = parse_spec(body.get("spec"))
-    status, status_error = parse_status(_with_deferred(body, kube.bodies.deferred(body)))
+    status, status_error = parse_status(body.get("status"))
     if spec is None or status_error:
         return None
+    deferred = kube.bodies.deferred(body)
+    if deferred:
+        status = _status_with(body, deferred, status)
     namespace, name = str(metadata.get("namespace", "")), str(metadata.get("name", ""))
     owner = Owner(name=name, namespace=namespace, uid=metadata["uid"])
     inputs = rollout.Inputs(
@@ -396,9 +400,13 @@ DEFERRED_WRITE_SECONDS = 2.0
 DEFERRABLE = frozenset({"records", "children"})
 
 
-def _with_deferred(body: Mapping[str, Any], deferred: Mapping[str, Any] | None) -> Any:
-    """The status as it is once a deferred patch is written."""
-    return merge_patch(body.get("status") or {}, deferred) if deferred else body.get("status")
+def _status_with(
+    body: Mapping[str, Any], deferred: Mapping[str, Any], stored: AIDeploymentStatus
+) -> AIDeploymentStatus:
+    """The status as it is once the deferred patch is written (the stored one if that
+    could not be read: never the case for aigate's own patches)."""
+    merged, problem = parse_status(merge_patch(body.get("status") or {}, deferred))
+    return stored if problem else merged
 
 
 def _deferrable(
@@ -410,12 +418,16 @@ def _deferrable(
     """The round's closing patch may ride with the next status write (usually a moment
     later: the watch events of the children just written wake the resource), when a crash
     losing it does no harm: records delivered (delivered again, they are found identical)
-    and children created or deleted (a created one is still marked `creating` in status, so
-    it is taken as aigate's and written whole once more; a deleted one needs no record). A
-    child changed in place is not: aigate's record of that write is on the server before
-    anything is decided from it, or the change would read as someone else's drift."""
+    and children created (a created one is still marked `creating` in status, so it is
+    taken as aigate's and written whole once more). A child changed in place, deleted, or
+    whose create was refused is not: aigate's record of that write must be on the server
+    before anything is decided from it (a stale record would make aigate's own write read
+    as someone else's drift, or a later create an apply over whatever holds the name)."""
     if kube.bodies is None or not set(after) <= DEFERRABLE:
         return False
+    children = after.get("children") or {}
+    if any(not isinstance(record, dict) or not record.get("uid") for record in children.values()):
+        return False  # a deletion, or a create marker taken back: written at once
     return all(
         isinstance(action, rollout.DeleteDeployment)
         or _write_mode(rollout.action_track(action), observed, decision.status) == "create"
@@ -432,17 +444,21 @@ async def _write_after(
     if deferring and kube.bodies is not None:
         kube.bodies.defer(body, after)
         return
+    await flush_deferred(kube, body)  # none, normally: this round's status write took it
+    metadata = body["metadata"]
+    await asyncio.to_thread(kube.patch_status, metadata["namespace"], metadata["name"], None, after)
+
+
+async def flush_deferred(kube: KubeAdapter, body: Mapping[str, Any]) -> None:
+    """Writes what is deferred for this object now (the operator is stopping, say)."""
     deferred = kube.bodies.deferred(body) if kube.bodies is not None else None
+    if not deferred or kube.bodies is None:
+        return
     metadata = body["metadata"]
     await asyncio.to_thread(
-        kube.patch_status,
-        metadata["namespace"],
-        metadata["name"],
-        None,
-        compose_patches(deferred, after) if deferred else after,
+        kube.patch_status, metadata["namespace"], metadata["name"], None, deferred
     )
-    if deferred and kube.bodies is not None:
-        kube.bodies.written(body)
+    kube.bodies.written(body)
 
 
 def _mark_creates(

@@ -137,19 +137,25 @@ def test_a_deferred_status_patch_is_held_merged_until_a_status_write_carries_it(
     body = {"metadata": {"namespace": "risk", "name": "s", "uid": "a", "resourceVersion": "7"}}
     assert bodies.deferred(body) is None
     bodies.defer(body, {"records": {"outbox": []}, "children": {"canary": {"uid": "c1"}}})
-    bodies.defer(body, {"children": {"canary": None}})
-    # the canary's removal is kept: written, it removes the field on the server
-    assert bodies.deferred(body) == {"records": {"outbox": []}, "children": {"canary": None}}
-    status = {"children": {"canary": {"uid": "old"}, "stable": {"uid": "s"}}}
-    assert merge_patch(status, bodies.deferred(body)) == {
-        "children": {"stable": {"uid": "s"}},
+    bodies.defer(body, {"children": {"service": {"uid": "s1"}}})
+    assert bodies.deferred(body) == {
         "records": {"outbox": []},
+        "children": {"canary": {"uid": "c1"}, "service": {"uid": "s1"}},
+    }
+    status = {"children": {"canary": {"creating": "r1", "uid": ""}, "stable": {"uid": "s"}}}
+    assert merge_patch(status, bodies.deferred(body))["children"] == {
+        "canary": {"creating": "r1", "uid": "c1"},
+        "stable": {"uid": "s"},
+        "service": {"uid": "s1"},
     }
     recreated = copy.deepcopy(body)
     recreated["metadata"]["uid"] = "b"
     assert bodies.deferred(recreated) is None  # never another object's
+    bodies.defer(recreated, {"records": {"outbox": []}})
+    bodies.forget(recreated)  # the new object's daemon ends: the old one's patch stays
+    assert bodies.deferred(body) is not None
     bodies.written(body)
     assert bodies.deferred(body) is None
     bodies.defer(body, {"records": {"outbox": []}})
-    bodies.forget(("AIDeployment", "risk", "s"))
+    bodies.forget(body)
     assert bodies.deferred(body) is None

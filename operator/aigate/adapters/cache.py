@@ -189,36 +189,34 @@ class BodyCache:
 
     def __init__(self) -> None:
         self.overlay = Overlay()
-        self._deferred: dict[Key, tuple[str, dict[str, Any]]] = {}
+        # (kind, namespace, name, uid) -> a status merge patch not written yet: keyed by UID
+        # too, so an object recreated under the same name never shares one.
+        self._deferred: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def defer(self, body: Mapping[str, Any], patch: Mapping[str, Any]) -> None:
-        """A status merge patch to go with the resource's next status write (merged with
-        one deferred before). Only for what a crash may lose without harm: the next
-        reconcile reads it as written (`deferred`), and its status write carries it."""
-        key, uid = key_of(body), str((body.get("metadata") or {}).get("uid", ""))
+        """A status merge patch (without nulls) to go with the resource's next status
+        write, added to one deferred before. Only for what a crash may lose without harm:
+        the next reconcile reads it as written (`deferred`), and its status write carries
+        it."""
         with self._lock:
-            held = self._deferred.get(key)
-            base = held[1] if held is not None and held[0] == uid else {}
-            self._deferred[key] = (uid, compose_patches(base, patch))
+            key = _uid_key(body)
+            self._deferred[key] = compose_patches(self._deferred.get(key, {}), patch)
 
     def deferred(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The status patch deferred for this object (the same UID), if any."""
+        """The status patch deferred for this object (this UID), if any."""
         with self._lock:
-            held = self._deferred.get(key_of(body))
-        uid = str((body.get("metadata") or {}).get("uid", ""))
-        return held[1] if held is not None and held[0] == uid else None
+            return self._deferred.get(_uid_key(body))
 
     def written(self, body: Mapping[str, Any]) -> None:
         """A status write carried what was deferred."""
         with self._lock:
-            self._deferred.pop(key_of(body), None)
+            self._deferred.pop(_uid_key(body), None)
 
-    def forget(self, key: Key) -> None:
+    def forget(self, body: Mapping[str, Any]) -> None:
         """The object is gone (or no longer aigate's concern)."""
-        self.overlay.forget(key)
-        with self._lock:
-            self._deferred.pop(key, None)
+        self.overlay.forget(key_of(body))
+        self.written(body)
 
     def current(self, watched: Mapping[str, Any]) -> dict[str, Any]:
         metadata = watched.get("metadata") or {}
@@ -232,6 +230,10 @@ class BodyCache:
     def wrote(self, body: Mapping[str, Any]) -> None:
         metadata = body.get("metadata") or {}
         self.overlay.wrote(key_of(body), str(metadata.get("resourceVersion", "")), dict(body))
+
+
+def _uid_key(body: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    return (*key_of(body), str((body.get("metadata") or {}).get("uid", "")))
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -248,8 +250,8 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def compose_patches(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
-    """One merge patch doing what `first` then `second` do (a null in `second` stays: it
-    removes the field from the object)."""
+    """One merge patch doing what `first` then `second` do, for a `first` without nulls (a
+    null followed by an object cannot be said in one merge patch)."""
     result = dict(first)
     for name, value in second.items():
         held = result.get(name)
