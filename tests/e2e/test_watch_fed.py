@@ -65,6 +65,17 @@ def settled(status: dict) -> bool:
     )
 
 
+def promoted_v2(cluster, aid: Aid) -> str:
+    """Rolls out version 2.5.0 and waits until it is promoted; its revision."""
+    v2 = roll_out(aid, spec_of(cluster, "2.5.0"))
+    wait_for(
+        lambda: aid.phase() == "Stable" and aid.status().get("stableRevision") == v2,
+        timeout=TIMEOUT,
+        what="v2 promoted",
+    )
+    return v2
+
+
 def test_reconciles_that_change_nothing_make_no_request(
     cluster, api_client, namespace, servers, own_operator
 ):
@@ -89,12 +100,7 @@ def test_a_rollout_reads_only_names_it_is_about_to_create(
     """The first version creates the stable Deployment and the Service, the rollout its
     canary: one lookup before each create, and no other read of a child."""
     aid, v1 = stable_v1(cluster, api_client, namespace)
-    v2 = roll_out(aid, spec_of(cluster, "2.5.0"))
-    wait_for(
-        lambda: aid.phase() == "Stable" and aid.status().get("stableRevision") == v2,
-        timeout=TIMEOUT,
-        what="v2 promoted",
-    )
+    v2 = promoted_v2(cluster, aid)
     counts = requests(own_operator)
     assert gets(counts, "deployments") == 2, counts  # stable (v1), then the canary (v2)
     assert gets(counts, "services") == 1, counts
@@ -108,12 +114,7 @@ def test_measurements_are_taken_when_due_before_the_round_gets_a_slot(
     """Each measurement is taken by the resource's daemon the moment it is due, before its
     round queues for a reconcile slot, and the round decides with it (measured once)."""
     aid, _ = stable_v1(cluster, api_client, namespace)
-    v2 = roll_out(aid, spec_of(cluster, "2.5.0"))
-    wait_for(
-        lambda: aid.phase() == "Stable" and aid.status().get("stableRevision") == v2,
-        timeout=TIMEOUT,
-        what="v2 promoted",
-    )
+    promoted_v2(cluster, aid)
     ahead = series(own_operator, "aigate_measurements_taken_ahead_total")
     taken = sum(series(own_operator, "aigate_analysis_measurements_total").values())
     used = ahead.get('{used="true"}', 0.0)
