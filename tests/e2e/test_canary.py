@@ -127,8 +127,7 @@ def test_breaching_version_is_rolled_back_automatically(cluster, api_client, nam
     rollback = next(h for h in status["history"] if h["toPhase"] == "RollingBack")
     for text in ("error-rate", "0.2", "<= 0.01"):
         assert text in rollback["message"]
-    events = aid.event_messages("AnalysisFailed")
-    assert any("error-rate" in m and "0.2" in m and "<= 0.01" in m for m in events)
+    aid.wait_event("AnalysisFailed", "error-rate", "0.2", "<= 0.01")
     # not retried while the spec is unchanged
     holds_for(
         lambda: aid.phase() == "RolledBack" and not aid.pods("canary"),

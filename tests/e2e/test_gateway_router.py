@@ -242,7 +242,7 @@ def test_a_missing_route_holds_the_canary_until_it_exists(cluster, api_client, n
         what="TrafficRouted=False",
     )
     assert f"HTTPRoute {namespace}/{ROUTE} does not exist" in routed["message"]
-    assert aid.event_messages("TrafficRouteUnavailable")
+    aid.wait_event("TrafficRouteUnavailable")
     spec = gateway_plan(cluster, "2.5.0")
     aid.patch({"spec": spec})
     approve(aid, spec)

@@ -296,9 +296,7 @@ def test_operator_does_its_whole_job_with_only_the_charts_rbac(
         v1["rollout"]["traffic"] = traffic
         aid.create(v1)
         wait_for(lambda: aid.phase() == "AwaitingApproval", timeout=60, what="refusal")
-        assert any(
-            "approved-by" in m for m in aid.event_messages("ApprovalRequired")
-        )  # Events allowed
+        aid.wait_event("ApprovalRequired", "approved-by")  # Events allowed
         now = datetime.now(UTC) - timedelta(seconds=5)
         aid.annotate(approval_annotations(compute_revision(spec_model(v1)), now))
         wait_for(lambda: aid.phase() == "Stable", timeout=120, what="v1 Stable")

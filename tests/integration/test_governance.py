@@ -98,7 +98,7 @@ def test_approval_deploys_stable_workload_and_records_who_approved(api_client, n
     assert aid.condition("Stalled")["status"] == "False"
     assert aid.condition("Authorized")["status"] == "True"
     assert [h["toPhase"] for h in status["history"]][-2:] == ["Deploying", "Stable"]
-    assert aid.event_messages("Approved")
+    aid.wait_event("Approved")
 
 
 @pytest.mark.parametrize(
@@ -336,9 +336,7 @@ def test_a_spec_the_schema_accepts_but_the_operator_cannot_use_fails_with_the_fi
         "spec.rollout.analysis.metrics[0].query" in stalled["message"]
         and "model" in stalled["message"]
     )
-    assert any(
-        "spec.rollout.analysis.metrics[0].query" in m for m in aid.event_messages("InvalidSpec")
-    )
+    aid.wait_event("InvalidSpec", "spec.rollout.analysis.metrics[0].query")
     holds_for(
         lambda: not aid.deployments(), duration=3, what="nothing deployed for an invalid spec"
     )
@@ -365,7 +363,7 @@ def test_approvals_written_by_a_gitops_controller_are_recorded_as_asserted_throu
     approval = wait_phase(aid, "Stable")["approval"]
     assert approval["writtenBy"] == "argocd-controller"
     assert approval["assertedThroughGit"] is True
-    assert any("asserted through Git" in m for m in aid.event_messages("Approved"))
+    aid.wait_event("Approved", "asserted through Git")
 
 
 def test_raising_approval_ttl_does_not_revive_an_expired_approval(api_client, namespace):

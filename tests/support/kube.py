@@ -70,6 +70,19 @@ class Aid:
     def event_messages(self, reason: str) -> list[str]:
         return [e.message for e in self.events() if e.reason == reason]
 
+    def wait_event(self, reason: str, *texts: str, timeout: float = 60) -> str:
+        """The message of an Event of `reason` holding every text, waited for: Events are
+        posted after the status write a test usually waits on, so they can lag it."""
+        from support.waiting import wait_for
+
+        return wait_for(
+            lambda: next(
+                (m for m in self.event_messages(reason) if all(t in m for t in texts)), ""
+            ),
+            timeout=timeout,
+            what=f"an Event {reason} with {texts}",
+        )
+
     def deployments(self) -> list[client.V1Deployment]:
         return self.apps.list_namespaced_deployment(self.namespace).items
 
