@@ -82,20 +82,11 @@ def rolled(item: Any, image: str) -> bool:
 def wait_rolled(
     apps: client.AppsV1Api, names: set[str], image: str, what: str, timeout: float
 ) -> float:
-    start = time.monotonic()
-    last_print = 0.0
-    while True:
+    def count() -> tuple[int, str]:
         items = apps.list_namespaced_deployment(NAMESPACE, resource_version="0").items
-        done = sum(1 for d in items if d.metadata.name in names and rolled(d, image))
-        elapsed = time.monotonic() - start
-        if elapsed - last_print >= 10 or done == len(names):
-            last_print = elapsed
-            scale.log(f"{what} {elapsed:5.0f}s: {done}/{len(names)} rolled")
-        if done == len(names):
-            return elapsed
-        if elapsed > timeout:
-            raise TimeoutError(f"{what}: {done}/{len(names)} after {timeout:.0f}s")
-        time.sleep(2 if len(names) <= 200 else 5)
+        return sum(1 for d in items if d.metadata.name in names and rolled(d, image)), "rolled"
+
+    return scale.poll_until(count, len(names), what, timeout)
 
 
 def run(args: argparse.Namespace, state: Path) -> dict[str, Any]:
@@ -110,10 +101,8 @@ def run(args: argparse.Namespace, state: Path) -> dict[str, Any]:
         )
         api = scale.admin_client(cluster.info.kubeconfig)
         stack.callback(api.close)
-        core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-        core.create_namespace({"metadata": {"name": NAMESPACE}})
-        while not core.list_namespaced_service_account(NAMESPACE).items:
-            time.sleep(0.5)
+        apps = client.AppsV1Api(api)
+        scale.create_namespace(api, NAMESPACE)
         v1, v2 = (scale.spec_for(v, cluster.info.prometheus_url) for v in scale.VERSIONS)
         image1 = v1["template"]["spec"]["containers"][0]["image"]
         image2 = v2["template"]["spec"]["containers"][0]["image"]
@@ -180,8 +169,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, help="per phase (default max(900, 2N) s)")
     parser.add_argument("--notes", default="")
     args = parser.parse_args()
-    suffix = "" if args.control_plane == "default" else f"-{args.control_plane}"
-    output = args.output or scale.ROOT / "bench" / "results" / f"floor-{args.n}{suffix}.json"
+    output = args.output or scale.result_path("floor", args.n, args.control_plane)
     scale.install_interrupt_handlers()
     header = {"machine": scale.machine(), "git": scale.git(), "started": scale.now().isoformat()}
     state_dir = tempfile.mkdtemp(prefix=f"aigate-floor-{args.n}-")

@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
@@ -224,6 +224,27 @@ class Sampler(threading.Thread):
             self.peak_rss = {}
 
 
+def poll_until(
+    count: Callable[[], tuple[int, str]], total: int, what: str, timeout: float
+) -> float:
+    """Calls `count` (done so far, a progress text) until all `total` are done; prints the
+    progress every 10 s. Returns the seconds it took (poll resolution: 2 s, 5 s above 200
+    objects, so the poll itself stays a small load on the API server)."""
+    start = time.monotonic()
+    last_print = 0.0
+    while True:
+        done, progress = count()
+        elapsed = time.monotonic() - start
+        if elapsed - last_print >= 10 or done == total:
+            last_print = elapsed
+            log(f"{what} {elapsed:5.0f}s: {done}/{total} {progress}")
+        if done == total:
+            return elapsed
+        if elapsed > timeout:
+            raise TimeoutError(f"{what}: {done}/{total} done after {timeout:.0f}s")
+        time.sleep(2 if total <= 200 else 5)
+
+
 def wait_all(
     api: client.ApiClient,
     n: int,
@@ -232,35 +253,27 @@ def wait_all(
     what: str,
     timeout: float,
 ) -> float:
-    """Polls until all N are Stable at `revision` (status.shortRevision); prints phase
-    counts every 10 s. Returns the seconds it took (poll resolution: 2 s, 5 s above 200
-    objects, so the poll itself stays a small load on the API server)."""
+    """Polls until all N are Stable at `revision` (status.shortRevision), showing phase
+    counts and the operator's RSS and CPU."""
     short = revision[:12]
-    start = time.monotonic()
-    last_print = 0.0
-    while True:
+
+    def count() -> tuple[int, str]:
         rows = phase_table(api)
         done = sum(1 for r in rows if r.get("Phase") == "Stable" and r.get("Revision") == short)
-        elapsed = time.monotonic() - start
-        if elapsed - last_print >= 10 or done == n:
-            last_print = elapsed
-            counts: dict[str, int] = {}
-            for r in rows:
-                phase = r.get("Phase") or "(none)"
-                counts[phase] = counts.get(phase, 0) + 1
-            op = sampler.sample().get("operator")
-            usage = (
-                f" | operator RSS {op.rss_bytes / 2**20:.0f} MB CPU {op.cpu_seconds:.0f} s"
-                if op
-                else ""
-            )
-            shown = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-            log(f"{what} {elapsed:5.0f}s: {done}/{n} done | {shown}{usage}")
-        if done == n:
-            return elapsed
-        if elapsed > timeout:
-            raise TimeoutError(f"{what}: {done}/{n} done after {timeout:.0f}s")
-        time.sleep(2 if n <= 200 else 5)
+        counts: dict[str, int] = {}
+        for r in rows:
+            phase = r.get("Phase") or "(none)"
+            counts[phase] = counts.get(phase, 0) + 1
+        op = sampler.sample().get("operator")
+        usage = (
+            f" | operator RSS {op.rss_bytes / 2**20:.0f} MB CPU {op.cpu_seconds:.0f} s"
+            if op
+            else ""
+        )
+        shown = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+        return done, f"done | {shown}{usage}"
+
+    return poll_until(count, n, what, timeout)
 
 
 # ---- reading results -----------------------------------------------------------------------
@@ -437,14 +450,19 @@ def prepare(cluster: LocalCluster, api: client.ApiClient, all_names: list[str]) 
         "crd/aideployments.aigate.dev",
         "crd/airecords.aigate.dev",
     )
-    core = client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": NAMESPACE}})
-    deadline = time.monotonic() + 90
-    while not core.list_namespaced_service_account(NAMESPACE).items:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no default ServiceAccount in {NAMESPACE} after 90s")
-        time.sleep(0.5)
+    create_namespace(api, NAMESPACE)
     serve_healthy_metrics(cluster.info.exporter_url, all_names)
+
+
+def create_namespace(api: client.ApiClient, namespace: str) -> None:
+    """Creates it and waits for its default ServiceAccount (pods are refused before)."""
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": namespace}})
+    deadline = time.monotonic() + 90
+    while not core.list_namespaced_service_account(namespace).items:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no default ServiceAccount in {namespace} after 90s")
+        time.sleep(0.5)
 
 
 def snapshot(operator: OperatorProcess, cluster: LocalCluster) -> dict[str, dict]:
@@ -643,6 +661,12 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def result_path(benchmark: str, n: int, control_plane: str) -> Path:
+    """bench/results/<benchmark>-<N>[-<control plane, unless default>].json"""
+    suffix = "" if control_plane == "default" else f"-{control_plane}"
+    return ROOT / "bench" / "results" / f"{benchmark}-{n}{suffix}.json"
+
+
 def install_interrupt_handlers() -> None:
     """SIGTERM cleans up like Ctrl-C: the ExitStack stops the operator and the cluster.
     SIGINT is set explicitly: a shell's background job inherits it ignored."""
@@ -668,8 +692,7 @@ def main() -> int:
         help="the controllers' client limits (default: as shipped; see CONTROL_PLANES)",
     )
     args = parser.parse_args()
-    suffix = "" if args.control_plane == "default" else f"-{args.control_plane}"
-    output = args.output or ROOT / "bench" / "results" / f"scale-{args.n}{suffix}.json"
+    output = args.output or result_path("scale", args.n, args.control_plane)
     install_interrupt_handlers()
     started = now()
     header = {"machine": machine(), "git": git(), "started": started.isoformat()}

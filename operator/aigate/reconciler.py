@@ -175,12 +175,9 @@ async def reconcile(
     metadata = body["metadata"]
     owner = Owner(name=name, namespace=namespace, uid=metadata["uid"])
     spec, spec_error = parse_spec(body.get("spec"))
-    previous, status_error = parse_status(body.get("status"))
+    stored, previous, status_error, deferred = _read_status(kube, body)
     # What the API server holds: a deferred patch (read as written) makes a write due.
-    stored_status = dump_status(previous)
-    deferred = kube.bodies.deferred(body) if kube.bodies is not None and not status_error else None
-    if deferred:
-        previous = _status_with(body, deferred, previous)
+    stored_status = dump_status(stored)
     unrecorded = ""
     if recorder is not None and previous.records.outbox:
         # Left by a round that stopped (or crashed) after its status write: delivered
@@ -363,12 +360,9 @@ def _due_measurement(
     if not body or metadata.get("deletionTimestamp") or not metadata.get("uid"):
         return None
     spec, _ = parse_spec(body.get("spec"))
-    status, status_error = parse_status(body.get("status"))
+    _, status, status_error, _ = _read_status(kube, body)
     if spec is None or status_error:
         return None
-    deferred = kube.bodies.deferred(body)
-    if deferred:
-        status = _status_with(body, deferred, status)
     namespace, name = str(metadata.get("namespace", "")), str(metadata.get("name", ""))
     owner = Owner(name=name, namespace=namespace, uid=metadata["uid"])
     inputs = rollout.Inputs(
@@ -400,13 +394,18 @@ DEFERRED_WRITE_SECONDS = 2.0
 DEFERRABLE = frozenset({"records", "children"})
 
 
-def _status_with(
-    body: Mapping[str, Any], deferred: Mapping[str, Any], stored: AIDeploymentStatus
-) -> AIDeploymentStatus:
-    """The status as it is once the deferred patch is written (the stored one if that
-    could not be read: never the case for aigate's own patches)."""
-    merged, problem = parse_status(merge_patch(body.get("status") or {}, deferred))
-    return stored if problem else merged
+def _read_status(
+    kube: KubeAdapter, body: Mapping[str, Any]
+) -> tuple[AIDeploymentStatus, AIDeploymentStatus, str, dict[str, Any] | None]:
+    """(the status the API server holds, the status once what is deferred for the object
+    is written, why the stored one could not be read, the deferred patch). A stored status
+    that cannot be read is never masked by a deferred patch."""
+    stored, problem = parse_status(body.get("status"))
+    deferred = kube.bodies.deferred(body) if kube.bodies is not None and not problem else None
+    if not deferred:
+        return stored, stored, problem, None
+    merged, unreadable = parse_status(merge_patch(body.get("status") or {}, deferred))
+    return stored, stored if unreadable else merged, problem, deferred
 
 
 def _deferrable(

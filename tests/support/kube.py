@@ -10,6 +10,8 @@ from typing import Any
 
 from kubernetes import client
 
+from support.waiting import wait_for
+
 GROUP, VERSION, PLURAL = "aigate.dev", "v1alpha1", "aideployments"
 
 
@@ -73,8 +75,6 @@ class Aid:
     def wait_event(self, reason: str, *texts: str, timeout: float = 60) -> str:
         """The message of an Event of `reason` holding every text, waited for: Events are
         posted after the status write a test usually waits on, so they can lag it."""
-        from support.waiting import wait_for
-
         return wait_for(
             lambda: next(
                 (m for m in self.event_messages(reason) if all(t in m for t in texts)), ""
