@@ -32,6 +32,8 @@ log = logging.getLogger("aigate.handlers")
 
 FINALIZER = "aigate.dev/finalizer"
 RETRY_AFTER_TRANSIENT_ERROR = 5.0
+EVENT_POSTERS = 16  # kopf's Event posting workers (settings.posting.worker_limit)
+LIST_PAGE = 200  # objects per page when kopf lists a resource (settings.watching.chunk_size)
 
 _wakers: dict[tuple[str, str], asyncio.Event] = {}
 _kube: KubeAdapter | None = None
@@ -121,6 +123,15 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Logs are not Events: only kopf's own warnings and errors become Events; the
     # decisions' Events are posted explicitly below.
     settings.posting.level = logging.WARNING
+    # kopf posts each object's Events from its own worker, over a pool without a connection
+    # limit: a thousand rollouts moving at once opened a TLS connection (256 KB of buffers,
+    # a handshake) per object. A few posters, each leaving as soon as its object's Events
+    # are out, keep them in order per object, a little later under load.
+    settings.posting.worker_limit = EVENT_POSTERS
+    settings.posting.idle_timeout = 0.1
+    # A relist (after a watch expired) parses the whole list at once: in pages, the peak is
+    # one page on top of the bodies kopf holds, not a second copy of them all.
+    settings.watching.chunk_size = LIST_PAGE
     # Watches that hang silently are the classic operator failure: bound them.
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300

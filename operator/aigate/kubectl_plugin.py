@@ -1,7 +1,9 @@
 """`kubectl aigate`: the SRE's and approver's view of AIDeployments.
 
     kubectl aigate status  NAME [-n NS]        phase, stage, approval, latest metrics, recent history
-    kubectl aigate history NAME [-n NS]        every recorded decision with its evidence
+    kubectl aigate history NAME [-n NS] [--uid UID] [--records-namespace NS]
+                                               every recorded decision with its evidence,
+                                               from the AIRecords (status keeps the latest)
     kubectl aigate verify  NAME [-n NS] [--uid UID] [--records-namespace NS]
                                                check every AIRecord's signature against the
                                                operator's published key, the chain, and that
@@ -637,15 +639,23 @@ def _keys(args: argparse.Namespace, api: Any) -> int:
 RECORDS_NAMESPACE = "aigate-system"
 
 
+def _records_in_order(args: argparse.Namespace, api: Any, uid: str) -> list[dict[str, Any]]:
+    items = RecordStore(api, args.records_namespace).list(uid)
+    return sorted(items, key=lambda i: (i.get("spec") or {}).get("sequence", 0))
+
+
 def _export(args: argparse.Namespace, api: Any, uid: str) -> dict[str, Any]:
     """The records of `uid` and the public keys ConfigMap, as a kind: List."""
-    items = RecordStore(api, args.records_namespace).list(uid)
-    items.sort(key=lambda i: (i.get("spec") or {}).get("sequence", 0))
     return {
         "apiVersion": "v1",
         "kind": "List",
-        "items": items + _public_keys(api, args.records_namespace),
+        "items": _records_in_order(args, api, uid) + _public_keys(api, args.records_namespace),
     }
+
+
+def _record_specs(args: argparse.Namespace, api: Any, uid: str) -> list[dict[str, Any]]:
+    """The specs of `uid`'s AIRecords in sequence order: every decision and measurement."""
+    return [i.get("spec") or {} for i in _records_in_order(args, api, uid)]
 
 
 def _public_keys(api: Any, records_namespace: str) -> list[dict[str, Any]]:
@@ -710,7 +720,7 @@ def main(argv: list[str] | None = None) -> int:
         command = sub.add_parser(name)
         command.add_argument("name", help="the AIDeployment")
         command.add_argument("-n", "--namespace", dest="sub_namespace")
-        if name in ("verify", "records"):
+        if name in ("verify", "records", "history"):
             command.add_argument("--uid", help="the AIDeployment's UID (for a deleted one)")
             command.add_argument(
                 "--records-namespace",
@@ -781,6 +791,10 @@ def main(argv: list[str] | None = None) -> int:
         return _report(args, custom, api, namespace)
     if args.command == "verify":
         return _verify(args, custom, api, namespace)
+    if args.command == "history":
+        uid, _ = _subject(args, custom, namespace)
+        print(render_history(_record_specs(args, api, uid)))
+        return 0
     if args.command == "records":
         uid, _ = _subject(args, custom, namespace)
         print(json.dumps(_export(args, api, uid), indent=1))
@@ -790,8 +804,6 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "status":
         print(render_status(obj))
-    elif args.command == "history":
-        print(render_history(status.get("history") or []))
     elif args.command in ("approve", "accept-risk"):
         try:
             return _approve(args, custom, api, namespace, obj)

@@ -95,7 +95,12 @@ def test_healthy_version_goes_through_every_stage_to_stable(
     history = aid.status()["history"]
     passed = [h for h in history if h["reason"] == "StagePassed" and h["revision"] == v2]
     assert [h["stage"] for h in passed] == ["canary-10", "canary-50", "full"]
-    for entry in passed:
+    # status names each decision's record; the record holds its evidence
+    wait_for(lambda: not aid.status()["records"].get("outbox"), timeout=60, what="records out")
+    by_sequence = {r["sequence"]: r for r in aid.records()}
+    for summary in passed:
+        entry = by_sequence[summary["sequence"]]
+        assert entry["digest"] == summary["digest"] and not summary["evidence"]
         metrics = {e["metric"]: e for e in entry["evidence"]}
         assert set(metrics) == {"error-rate", "p99-latency"}
         assert metrics["error-rate"]["verdict"] == "Pass"

@@ -93,15 +93,15 @@ def test_approve_status_promote_and_history_through_kubectl(
     promote = aid.status()["requests"]["promote"]
     assert promote["value"].startswith(f"canary-50@{aid.status()['revision']} by=admin ")
     assert promote["by"] == "admin"  # who the cluster says they are (SelfSubjectReview)
-    history = kubectl_aigate(cluster, "history", NAME, "-n", namespace)
-    assert history.count("StagePassed") == 3
-    assert "error-rate: Pass value 0.001 (<= 0.01)" in history
-
     wait_for(
         lambda: not (aid.status().get("records") or {}).get("outbox"),
         timeout=60,
         what="every record written",
     )
+    history = kubectl_aigate(cluster, "history", NAME, "-n", namespace)  # from the records
+    assert history.count("StagePassed") == 3
+    assert "error-rate: Pass value 0.001 (<= 0.01)" in history
+
     assert "records intact" in kubectl_aigate(cluster, "verify", NAME, "-n", namespace)
     # Someone rewrites a recorded decision's evidence in its AIRecord: verify names it.
     uid = aid.get()["metadata"]["uid"]

@@ -57,6 +57,19 @@ class Aid:
     def phase(self) -> str:
         return self.status().get("phase", "")
 
+    def records(self, records_namespace: str = "aigate-system") -> list[dict[str, Any]]:
+        """The specs of this AIDeployment's AIRecords delivered so far, in sequence order
+        (status.history names them; the evidence is only in the records)."""
+        uid = self.get()["metadata"]["uid"]
+        items = self.custom.list_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            records_namespace,
+            "airecords",
+            label_selector=f"aigate.dev/subject-uid={uid}",
+        )["items"]
+        return sorted((i["spec"] for i in items), key=lambda spec: spec["sequence"])
+
     def condition(self, type_: str) -> dict[str, Any]:
         for condition in self.status().get("conditions") or []:
             if condition["type"] == type_:

@@ -51,7 +51,12 @@ def test_healthy_version_passes_every_stage_with_replicas_following_the_weight()
     assert world.min_stable_ready == 4  # stable never lost a Ready pod during the canary
     passed = [h for h in world.status.history if h.reason == "StagePassed"]
     assert [h.stage for h in passed] == ["canary-10", "canary-50", "full"]
-    for entry in passed:
+    assert all(not h.evidence for h in world.status.history)  # status names the records
+    passed = [r for r in world.delivered if r.reason == "StagePassed"]
+    assert [(r.sequence, r.digest) for r in passed][-3:] == [
+        (h.sequence, h.digest) for h in world.status.history if h.reason == "StagePassed"
+    ]
+    for entry in passed[-3:]:
         assert {e.metric for e in entry.evidence} == {"error-rate", "p99-latency"}
         assert all(e.verdict == "Pass" and e.track == "canary" for e in entry.evidence)
         assert all('track="canary"' in e.query for e in entry.evidence)
@@ -97,7 +102,7 @@ def test_breach_rolls_back_and_names_metric_value_and_threshold():
         and "<= 0.01" in rollback.message
     )
     assert rollback.type == "Warning"
-    entry = next(h for h in world.status.history if h.to_phase == "RollingBack")
+    entry = next(r for r in world.delivered if r.to_phase == "RollingBack")
     assert any(e.metric == "error-rate" and e.verdict == "Fail" for e in entry.evidence)
     # failureLimit 2: the third failure triggers the rollback, not the first
     fails = [m for d in world.decisions for m in d.new_measurements if m.metric == "error-rate"]

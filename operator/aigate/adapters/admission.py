@@ -20,6 +20,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from aigate.adapters.rest import Objects, object_path
 from aigate.core.admission import PolicyObjects, needs_namespace_labels, policy_problem
 
 log = logging.getLogger("aigate.admission")
@@ -41,7 +42,7 @@ class ApprovalPolicyCheck:
         self.policy_name = policy_name
         self.api_client = api_client or client.ApiClient()
         self.admission = client.AdmissionregistrationV1Api(self.api_client)
-        self.core = client.CoreV1Api(self.api_client)
+        self.rest = Objects(self.api_client)
         self.ttl, self.clock = ttl, clock
         self._lock = threading.Lock()
         self._objects: PolicyObjects | None = None
@@ -113,8 +114,9 @@ class ApprovalPolicyCheck:
         if cached is not None and not force and now - cached[0] < self.ttl:
             return cached[1]
         try:
+            found = self.rest.get(object_path("v1", "namespaces", name=namespace))
             labels: Mapping[str, str] | None = dict(
-                self.core.read_namespace(namespace).metadata.labels or {}
+                (found.get("metadata") or {}).get("labels") or {}
             )
         except ApiException as error:
             log.warning("cannot read namespace %s: %s", namespace, _describe(error))

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from aigate.adapters.rest import Objects, object_path
 from aigate.signatures import Registry, parse_allowed_signers
 
 log = logging.getLogger("aigate.approver_keys")
@@ -45,7 +46,7 @@ class ApproverKeys:
     ) -> None:
         self.namespace, self.name = parse_reference(reference)
         self.source = f"ConfigMap {self.namespace}/{self.name} (data.{DATA_KEY})"
-        self.core = client.CoreV1Api(api_client or client.ApiClient())
+        self.objects = Objects(api_client or client.ApiClient())
         self.ttl, self.clock = ttl, clock
         self._lock = threading.Lock()
         self._registry: Registry | None = None
@@ -75,7 +76,9 @@ class ApproverKeys:
 
     def _read(self, now: float) -> None:
         try:
-            config_map = self.core.read_namespaced_config_map(self.name, self.namespace)
+            config_map = self.objects.get(
+                object_path("v1", "configmaps", self.namespace, self.name)
+            )
         except ApiException as error:
             if self._registry is not None and now - self._good_at < STALE_GRACE:
                 log.warning("%s unreadable, keeping the last one: %s", self.source, error.reason)
@@ -83,8 +86,8 @@ class ApproverKeys:
             self._registry, self._version = None, ""
             self._error = f"{self.source} cannot be read: {_describe(error)}"
             return
-        text = (config_map.data or {}).get(DATA_KEY)
-        self._version = config_map.metadata.resource_version or ""
+        text = (config_map.get("data") or {}).get(DATA_KEY)
+        self._version = (config_map.get("metadata") or {}).get("resourceVersion") or ""
         self._good_at = now
         if text is None:
             self._registry = None

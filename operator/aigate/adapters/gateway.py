@@ -11,7 +11,6 @@ touched (the route reports the conflict and no stage shifts traffic).
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -19,6 +18,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from aigate.adapters.kube import FIELD_MANAGER, RejectedError, TransientError, _translate
+from aigate.adapters.rest import Objects, object_path
 from aigate.api.v1alpha1 import GatewayAPIRoute, RouteWeights
 from aigate.core import traffic
 from aigate.core.workloads import (
@@ -35,12 +35,13 @@ log = logging.getLogger("aigate.gateway")
 
 ROUTE_GROUP, ROUTE_VERSION, ROUTES = "gateway.networking.k8s.io", "v1", "httproutes"
 POOL_VERSION, POOLS = "v1", "inferencepools"
+MANAGER = {"fieldManager": FIELD_MANAGER}
 
 
 class GatewayRouter:
     def __init__(self, api_client: client.ApiClient) -> None:
         self.custom = client.CustomObjectsApi(api_client)
-        self.core = client.CoreV1Api(api_client)
+        self.objects = Objects(api_client)
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -89,8 +90,7 @@ class GatewayRouter:
                 return self.custom.get_namespaced_custom_object(
                     traffic.POOL_GROUP, POOL_VERSION, namespace, POOLS, name
                 )
-            response = self.core.read_namespaced_service(name, namespace, _preload_content=False)
-            return json.loads(response.data)
+            return self.objects.get(object_path("v1", "services", namespace, name))
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -205,12 +205,12 @@ class GatewayRouter:
                         field_manager=FIELD_MANAGER,
                     )
             elif create:
-                self.core.create_namespaced_service(
-                    namespace, manifest, field_manager=FIELD_MANAGER
+                self.objects.request(
+                    "POST", object_path("v1", "services", namespace), manifest, MANAGER
                 )
             else:
-                self.core.replace_namespaced_service(
-                    name, namespace, manifest, field_manager=FIELD_MANAGER
+                self.objects.request(
+                    "PUT", object_path("v1", "services", namespace, name), manifest, MANAGER
                 )
         except ApiException as error:
             if error.status == 409:

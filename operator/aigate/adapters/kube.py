@@ -20,6 +20,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from aigate.adapters.cache import BodyCache, ChildCache, ChildSummary, summarize
+from aigate.adapters.rest import Objects, object_path
 from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION, ChildRecords
 from aigate.core.children import Child, Claim, Drift, LiveChild, claim
 from aigate.core.rollout import Observed, WorkloadState
@@ -76,6 +77,15 @@ class CountingApiClient(client.ApiClient):
         return super().call_api(method, url, *args, **kwargs)
 
 
+_CHILD_RESOURCES = {"Deployment": ("apps/v1", "deployments"), "Service": ("v1", "services")}
+
+
+def _child_path(kind: str, namespace: str, name: str | None = None) -> str:
+    if kind not in _CHILD_RESOURCES:
+        raise ValueError(f"aigate writes Deployments and Services, not {kind}")
+    return object_path(*_CHILD_RESOURCES[kind], namespace, name)
+
+
 def resource_of(url: str) -> str:
     """`https://h/apis/apps/v1/namespaces/ns/deployments/x` → `deployments`;
     `.../aideployments/x/status` → `aideployments/status`."""
@@ -102,8 +112,7 @@ class KubeAdapter:
         bodies: BodyCache | None = None,
     ) -> None:
         self.api_client = api_client or client.ApiClient()
-        self.apps = client.AppsV1Api(self.api_client)
-        self.core = client.CoreV1Api(self.api_client)
+        self.objects = Objects(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
         self.children = children
         self.bodies = bodies
@@ -224,17 +233,13 @@ class KubeAdapter:
 
     def get_child(self, kind: str, namespace: str, name: str) -> ChildSummary | None:
         """A GET: also for names the watches cannot show (objects without aigate's label)."""
-        read = {
-            "Deployment": self.apps.read_namespaced_deployment,
-            "Service": self.core.read_namespaced_service,
-        }[kind]
         try:
-            response = read(name, namespace, _preload_content=False)
+            raw = self.objects.get(_child_path(kind, namespace, name))
         except ApiException as error:
             if error.status == 404:
                 return None
             raise _translate(error, f"get {kind} {namespace}/{name}") from error
-        return summarize(json.loads(response.data), kind)
+        return summarize(raw, kind)
 
     def write(self, manifest: dict[str, Any], mode: WriteMode) -> dict[str, Any]:
         """Writes a Deployment or Service of aigate's and returns it as stored.
@@ -245,23 +250,23 @@ class KubeAdapter:
         kind = manifest["kind"]
         name = manifest["metadata"]["name"]
         namespace = manifest["metadata"]["namespace"]
-        api = {"Deployment": ("deployment", self.apps), "Service": ("service", self.core)}.get(kind)
-        if api is None:
-            raise ValueError(f"aigate writes Deployments and Services, not {kind}")
-        noun, group = api
-        common = {"field_manager": FIELD_MANAGER, "_preload_content": False}
+        manager = {"fieldManager": FIELD_MANAGER}
         try:
             if mode == "create":
-                response = getattr(group, f"create_namespaced_{noun}")(
-                    namespace, manifest, **common
+                stored = self.objects.request(
+                    "POST", _child_path(kind, namespace), manifest, manager
                 )
             elif mode == "replace":
-                response = getattr(group, f"replace_namespaced_{noun}")(
-                    name, namespace, manifest, **common
+                stored = self.objects.request(
+                    "PUT", _child_path(kind, namespace, name), manifest, manager
                 )
             else:
-                response = getattr(group, f"patch_namespaced_{noun}")(
-                    name, namespace, manifest, force=True, _content_type=_APPLY, **common
+                stored = self.objects.request(
+                    "PATCH",
+                    _child_path(kind, namespace, name),
+                    manifest,
+                    {**manager, "force": "true"},
+                    _APPLY,
                 )
         except ApiException as error:
             if mode == "create" and error.status == 409:
@@ -269,7 +274,6 @@ class KubeAdapter:
                 # made meanwhile): look again; the next observe says which.
                 raise NameTakenError(f"create {kind} {namespace}/{name}: name taken") from error
             raise _translate(error, f"{mode} {kind} {namespace}/{name}") from error
-        stored = json.loads(response.data)
         if self.children is not None:
             self.children.wrote(stored, kind)
         return stored
@@ -277,24 +281,25 @@ class KubeAdapter:
     def delete(self, namespace: str, name: str) -> None:
         """Deletes a Deployment we own; its pods go first (foreground), so "gone" means gone."""
         try:
-            response = self.apps.delete_namespaced_deployment(
-                name, namespace, propagation_policy="Foreground", _preload_content=False
+            answer = self.objects.request(
+                "DELETE",
+                _child_path("Deployment", namespace, name),
+                query={"propagationPolicy": "Foreground"},
             )
         except ApiException as error:
             if error.status == 404:
                 return
             raise _translate(error, f"delete Deployment {namespace}/{name}") from error
-        answer = json.loads(response.data or b"{}")
         if self.children is not None and answer.get("kind") == "Deployment":
             self.children.wrote(answer, "Deployment")  # now going away
 
     def read_secret_key(self, namespace: str, name: str, key: str) -> str:
         """One key of a Secret, decoded. The value is never logged."""
         try:
-            secret = self.core.read_namespaced_secret(name, namespace)
+            secret = self.objects.get(object_path("v1", "secrets", namespace, name))
         except ApiException as error:
             raise _translate(error, f"read Secret {namespace}/{name}") from error
-        data = secret.data or {}
+        data = secret.get("data") or {}
         if key not in data:
             raise RejectedError(f"Secret {namespace}/{name} has no key {key!r}")
         return base64.b64decode(data[key]).decode()

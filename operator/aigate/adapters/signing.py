@@ -25,6 +25,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from aigate.adapters.kube import _translate
+from aigate.adapters.rest import Objects, object_path
 from aigate.api.records import AIRecordSpec, RecordSignature
 from aigate.core import records
 
@@ -128,7 +129,7 @@ class KeyStore:
     """The Secret and the ConfigMap in the records namespace."""
 
     def __init__(self, api_client: client.ApiClient, namespace: str) -> None:
-        self.core = client.CoreV1Api(api_client)
+        self.objects = Objects(api_client)
         self.namespace = namespace
 
     def load_or_create(self) -> Signer:
@@ -146,12 +147,12 @@ class KeyStore:
 
     def _read(self) -> Signer | None:
         try:
-            secret = self.core.read_namespaced_secret(KEY_SECRET, self.namespace)
+            secret = self.objects.get(object_path("v1", "secrets", self.namespace, KEY_SECRET))
         except ApiException as error:
             if error.status == 404:
                 return None
             raise _translate(error, f"read Secret {self.namespace}/{KEY_SECRET}") from error
-        pem = base64.b64decode((secret.data or {}).get(KEY_FIELD, ""))
+        pem = base64.b64decode((secret.get("data") or {}).get(KEY_FIELD, ""))
         private = serialization.load_pem_private_key(pem, password=None)
         if not isinstance(private, Ed25519PrivateKey):
             raise ValueError(f"Secret {self.namespace}/{KEY_SECRET}: {KEY_FIELD} is not Ed25519")
@@ -165,7 +166,7 @@ class KeyStore:
             "data": {KEY_FIELD: base64.b64encode(signer.private_pem()).decode()},
         }
         try:
-            self.core.create_namespaced_secret(self.namespace, body)
+            self.objects.request("POST", object_path("v1", "secrets", self.namespace), body)
         except ApiException as error:
             if error.status == 409:  # another replica made it first: use that one
                 read = self._read()
@@ -179,14 +180,14 @@ class KeyStore:
         verifiable); 409-safe against a concurrent start."""
         for _ in range(5):
             try:
-                current = self.core.read_namespaced_config_map(
-                    PUBLIC_KEYS_CONFIGMAP, self.namespace
+                current = self.objects.get(
+                    object_path("v1", "configmaps", self.namespace, PUBLIC_KEYS_CONFIGMAP)
                 )
             except ApiException as error:
                 if error.status != 404:
                     raise _translate(error, f"read ConfigMap {PUBLIC_KEYS_CONFIGMAP}") from error
                 current = None
-            data = (current.data or {}) if current is not None else {}
+            data = (current.get("data") or {}) if current is not None else {}
             keys = json.loads(data.get(PUBLIC_KEYS_FIELD) or "{}")
             if keys.get(signer.key_id) == openssh_text(signer.private.public_key()):
                 return
@@ -197,11 +198,15 @@ class KeyStore:
             }
             try:
                 if current is None:
-                    self.core.create_namespaced_config_map(self.namespace, body)
+                    self.objects.request(
+                        "POST", object_path("v1", "configmaps", self.namespace), body
+                    )
                 else:
-                    body["metadata"]["resourceVersion"] = current.metadata.resource_version
-                    self.core.replace_namespaced_config_map(
-                        PUBLIC_KEYS_CONFIGMAP, self.namespace, body
+                    body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                    self.objects.request(
+                        "PUT",
+                        object_path("v1", "configmaps", self.namespace, PUBLIC_KEYS_CONFIGMAP),
+                        body,
                     )
                 return
             except ApiException as error:

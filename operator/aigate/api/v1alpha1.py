@@ -787,9 +787,12 @@ class HistoryEntry(schema.BaseModel):
     stage: str = ""
     reason: str = ""
     message: str = ""
-    evidence: list[MeasurementRecord] = Field(default_factory=list)
+    evidence: list[MeasurementRecord] = Field(
+        default_factory=list,
+        description="Empty in status: the AIRecord holds the evidence (`kubectl aigate history`).",
+    )
     sequence: int = Field(0, description="The sequence of the AIRecord that holds this entry.")
-    previous_digest: str = Field("", description="previousDigest of that AIRecord")
+    previous_digest: str = Field("", description="Empty in status: the AIRecord's chain link.")
     digest: str = Field("", description="digest of that AIRecord")
 
 

@@ -28,7 +28,7 @@ from aigate.core.rollout.model import (
 from aigate.core.rollout.situation import Situation
 from aigate.core.traffic import RouteIntent
 
-MAX_RECENT_MEASUREMENTS = 30
+MAX_RECENT_MEASUREMENTS = 12  # the last few intervals (the records hold them all)
 EventType = Literal["Normal", "Warning"]
 
 
