@@ -129,6 +129,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # are out, keep them in order per object, a little later under load.
     settings.posting.worker_limit = EVENT_POSTERS
     settings.posting.idle_timeout = 0.1
+    # A post the API server refuses is retried briefly (kopf's default holds a poster for
+    # 54 s): Events are for people; the decision is in status and in the AIRecords.
+    settings.posting.default_backoffs = (1, 2, 5)
     # A relist (after a watch expired) parses the whole list at once: in pages, the peak is
     # one page on top of the bodies kopf holds, not a second copy of them all.
     settings.watching.chunk_size = LIST_PAGE

@@ -1,9 +1,10 @@
 """`kubectl aigate`: the SRE's and approver's view of AIDeployments.
 
     kubectl aigate status  NAME [-n NS]        phase, stage, approval, latest metrics, recent history
-    kubectl aigate history NAME [-n NS] [--uid UID] [--records-namespace NS]
+    kubectl aigate history NAME [-n NS] [--uid UID] [--records-namespace NS] [--measurements]
                                                every recorded decision with its evidence,
-                                               from the AIRecords (status keeps the latest)
+                                               from the AIRecords (status keeps the latest);
+                                               --measurements: every measurement too
     kubectl aigate verify  NAME [-n NS] [--uid UID] [--records-namespace NS]
                                                check every AIRecord's signature against the
                                                operator's published key, the chain, and that
@@ -59,6 +60,7 @@ from pydantic import ValidationError
 
 from aigate import evidence
 from aigate.adapters import signing
+from aigate.adapters.kube import RejectedError
 from aigate.adapters.records import RecordStore
 from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION, AIDeploymentSpec
 from aigate.cli import list_presets
@@ -188,6 +190,24 @@ def render_history(history: list[dict[str, Any]], evidence: bool = True) -> str:
                     f"({record.get('threshold', '')}) at {record.get('time', '')}: {record.get('reason', '')}"
                 )
     return "\n".join(lines)
+
+
+MEASUREMENTS_RECORDED = "MeasurementsRecorded"
+
+
+def history_entries(
+    records: list[dict[str, Any]], summary: list[dict[str, Any]], measurements: bool = False
+) -> list[dict[str, Any]]:
+    """The decisions from the record specs (in sequence order; measurement batches only if
+    asked), then those status names whose records are not written yet, marked so."""
+    shown = [r for r in records if measurements or r.get("reason") != MEASUREMENTS_RECORDED]
+    last = max((int(r.get("sequence", 0)) for r in records), default=0)
+    pending = [
+        {**entry, "message": f"{entry.get('message', '')} (record not written yet)".strip()}
+        for entry in summary
+        if int(entry.get("sequence", 0)) > last
+    ]
+    return shown + pending
 
 
 # ---- approve: what is being approved (pure) -------------------------------------------------
@@ -653,6 +673,24 @@ def _export(args: argparse.Namespace, api: Any, uid: str) -> dict[str, Any]:
     }
 
 
+def _history(args: argparse.Namespace, custom: Any, api: Any, namespace: str) -> int:
+    current = None if args.uid else _get(custom, namespace, args.name)
+    uid = args.uid or current["metadata"]["uid"]
+    summary = ((current or {}).get("status") or {}).get("history") or []
+    try:
+        records = _record_specs(args, api, uid)
+    except RejectedError as error:  # e.g. 403: AIRecords are for the records reader group
+        print(
+            f"AIRecords in {args.records_namespace} not readable ({error}); status' summary "
+            "follows: the latest decisions, without their evidence",
+            file=sys.stderr,
+        )
+        print(render_history(summary, evidence=False))
+        return 0 if summary else 1
+    print(render_history(history_entries(records, summary, args.measurements)))
+    return 0
+
+
 def _record_specs(args: argparse.Namespace, api: Any, uid: str) -> list[dict[str, Any]]:
     """The specs of `uid`'s AIRecords in sequence order: every decision and measurement."""
     return [i.get("spec") or {} for i in _records_in_order(args, api, uid)]
@@ -729,6 +767,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         if name == "records":
             command.add_argument("-o", "--output", choices=["json"], default="json")
+        if name == "history":
+            command.add_argument(
+                "--measurements",
+                action="store_true",
+                help="also every batch of measurements (MeasurementsRecorded records)",
+            )
         if name == "promote":
             command.add_argument(
                 "--stage", help="the stage to promote past (default: the waiting one)"
@@ -792,9 +836,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "verify":
         return _verify(args, custom, api, namespace)
     if args.command == "history":
-        uid, _ = _subject(args, custom, namespace)
-        print(render_history(_record_specs(args, api, uid)))
-        return 0
+        return _history(args, custom, api, namespace)
     if args.command == "records":
         uid, _ = _subject(args, custom, namespace)
         print(json.dumps(_export(args, api, uid), indent=1))

@@ -257,3 +257,34 @@ def test_request_values_bind_to_the_full_revision_and_the_user(
     assert (request.stage, request.revision, request.by) == (stage, revision, by)
     assert request.names_revision(FULL) is for_full
     assert (request.malformed() == "") is for_full
+
+
+def test_kubectl_aigate_history_reads_records_and_names_decisions_not_yet_recorded():
+    from aigate.kubectl_plugin import history_entries, render_history
+
+    def record(sequence: int, reason: str, **extra) -> dict:
+        return {"sequence": sequence, "reason": reason, "toPhase": "Progressing", **extra}
+
+    passed = record(
+        3,
+        "StagePassed",
+        evidence=[
+            {"metric": "error-rate", "verdict": "Pass", "value": "0.001", "threshold": "<= 0.01"}
+        ],
+    )
+    records = [record(1, "RolloutStarted"), record(2, "MeasurementsRecorded"), passed]
+    summary = [
+        {"sequence": 3, "reason": "StagePassed", "message": "canary-10 passed"},
+        {"sequence": 4, "reason": "Promoted", "message": "v2 serving"},
+    ]
+    shown = history_entries(records, summary)
+    assert [e["reason"] for e in shown] == ["RolloutStarted", "StagePassed", "Promoted"]
+    assert shown[-1]["message"] == "v2 serving (record not written yet)"
+    assert [e["sequence"] for e in history_entries(records, summary, measurements=True)] == [
+        1,
+        2,
+        3,
+        4,
+    ]
+    text = render_history(shown)
+    assert "error-rate: Pass value 0.001 (<= 0.01)" in text and "MeasurementsRecorded" not in text

@@ -25,13 +25,15 @@ def object_path(
     name: str | None = None,
 ) -> str:
     """`/api/v1/namespaces/ns/services/x`, `/apis/apps/v1/namespaces/ns/deployments/x`."""
-    parts = ["api" if "/" not in api_version else "apis", api_version]
+    parts = ["api" if "/" not in api_version else "apis", *api_version.split("/")]
     if namespace is not None:
         parts += ["namespaces", namespace]
     parts.append(plural)
     if name is not None:
         parts.append(name)
-    return "/" + "/".join(quote(part, safe="/") for part in parts)
+    # Every segment escaped whole, as the typed clients do: a name from a spec ("../x",
+    # "a/b") stays one segment and never reaches another path.
+    return "/" + "/".join(quote(part, safe="") for part in parts)
 
 
 class Objects:

@@ -226,8 +226,8 @@ class Draft:
         self.new_measurements.extend(new)
         phase = self.status.phase
         self.ledger.measured(new, self._entry(phase, phase, "", "", (), None))
-        recent = [*self.status.recent_measurements, *new]
-        self.status.recent_measurements = recent[-MAX_RECENT_MEASUREMENTS:]
+        recent = [*self.status.recent_measurements, *new]  # at least the latest interval
+        self.status.recent_measurements = recent[-max(MAX_RECENT_MEASUREMENTS, len(new)) :]
 
     # ---- kstatus conditions --------------------------------------------------------------
 
