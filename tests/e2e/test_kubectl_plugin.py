@@ -101,6 +101,9 @@ def test_approve_status_promote_and_history_through_kubectl(
     history = kubectl_aigate(cluster, "history", NAME, "-n", namespace)  # from the records
     assert history.count("StagePassed") == 3
     assert "error-rate: Pass value 0.001 (<= 0.01)" in history
+    # An approver may read the AIDeployment but not the AIRecords: status' summary, no evidence
+    summary = kubectl_aigate(cluster, "history", NAME, "-n", namespace, user="approver")
+    assert summary.count("StagePassed") == 3 and "error-rate: Pass" not in summary
 
     assert "records intact" in kubectl_aigate(cluster, "verify", NAME, "-n", namespace)
     # Someone rewrites a recorded decision's evidence in its AIRecord: verify names it.
