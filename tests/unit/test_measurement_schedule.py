@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from aigate.api.v1alpha1 import AnalysisState
 from aigate.core import analysis as an
+from aigate.core import rollout
 from support.sim import plan_spec, serving, upgrade
 
 T = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -73,3 +74,28 @@ def test_a_measurement_taken_ahead_counts_only_for_the_same_due_measurement():
     assert not ahead.takes(replace(plan, stage_index=plan.stage_index + 1))
     assert not ahead.takes(replace(plan, revision="another"))
     assert not ahead.takes(replace(plan, queries=plan.queries[:-1]))
+
+
+def test_time_alone_never_changes_status():
+    """A round woken by a watch event that finds nothing new writes no status: no condition
+    says how long something has taken (issue 10: at 1,000 rollouts, every round of a stage
+    was a status write of the whole object). At each step of a slow rollout (one pod Ready
+    per tick), the same world is decided again a few seconds later: unless a measurement
+    falls due or a transition happens, status is the same."""
+    world = serving(replicas=4, interval="10s")
+    world.speed = 1
+    v2 = upgrade(world, replicas=4, interval="10s", monitor="1m")  # with the watch after
+    probed = 0
+    while not (world.status.phase == "Stable" and world.stable.revision == v2):
+        world.step(timedelta(seconds=1))
+        now = rollout.decide(world.inputs())
+        for later in (timedelta(seconds=1), timedelta(seconds=3)):
+            inputs = replace(world.inputs(), now=world.now + later)
+            if rollout.measurement_plan(inputs) is not None:
+                continue
+            decision = rollout.decide(inputs)
+            if not (now.new_history or now.new_measurements or decision.new_history):
+                probed += 1
+                assert decision.status == now.status, decision.status.conditions
+        assert len(world.decisions) < 400
+    assert probed > 50

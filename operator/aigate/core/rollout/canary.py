@@ -9,6 +9,7 @@ from aigate.api.durations import format_duration, parse_duration
 from aigate.api.v1alpha1 import AIDeploymentSpec, AnalysisState, RollbackTrigger, RolloutState
 from aigate.core import analysis as an
 from aigate.core import traffic
+from aigate.core.gate import format_rfc3339
 from aigate.core.rollout import effects, router
 from aigate.core.rollout.draft import Draft
 from aigate.core.rollout.model import REQUEUE_WHILE_CHANGING, ApplyDeployment
@@ -202,7 +203,13 @@ def _wait_for_pods(
                 ),
             )
             return
-        d.progressing("CanaryStarting", f"{position}: waiting for canary pods, {detail}")
+        # Not `detail`: its elapsed time would change the condition, so status, every round.
+        d.progressing(
+            "CanaryStarting",
+            f"{position}: waiting for canary pods, canary {ready}/{rollout.canary_replicas} "
+            f"Ready, waiting since {rollout.waiting_since} (progressDeadline "
+            f"{plan.rollout.progress_deadline})",
+        )
         return
     d.progressing(
         "StableRecovering",
@@ -267,9 +274,9 @@ def _analyse(d: Draft, rollout: RolloutState, plan: AIDeploymentSpec) -> None:
     if elapsed < duration or not standing.all_passing:
         d.progressing(
             "Analysing",
-            f"{stage_position(plan, rollout.stage_index)}: {format_duration(min(elapsed, duration))}"
-            f" of {stage.duration}; {effects.metrics_summary(state)} (each metric needs "
-            f"{needed} passing measurement(s))",
+            f"{stage_position(plan, rollout.stage_index)}: {stage_timing(d, rollout, duration)}; "
+            f"{effects.metrics_summary(state)} (each metric needs {needed} passing "
+            "measurement(s))",
         )
         if elapsed < duration:
             d.requeue_within((duration - elapsed).total_seconds())
@@ -376,6 +383,21 @@ def stage_elapsed(d: Draft, rollout: RolloutState) -> timedelta:
     if rollout.ready_since:
         running = d.now - (effects.parse_time(rollout.ready_since) or d.now)
     return timedelta(seconds=rollout.elapsed_seconds) + running
+
+
+def stage_timing(d: Draft, rollout: RolloutState, duration: timedelta) -> str:
+    """When the stage's duration is over, as a time that stays put while the canary stays
+    ready: a text that ticked every second would make every round a status write."""
+    left = duration - stage_elapsed(d, rollout)
+    if left <= timedelta(0):
+        return f"{format_duration(duration)} done"
+    ready_since = effects.parse_time(rollout.ready_since)
+    if ready_since is None:
+        return (
+            f"{format_duration(left)} of {format_duration(duration)} left, once the canary is ready"
+        )
+    ends = ready_since + duration - timedelta(seconds=rollout.elapsed_seconds)
+    return f"analysed for {format_duration(duration)}, until {format_rfc3339(ends)}"
 
 
 def stage_position(plan: AIDeploymentSpec, index: int) -> str:

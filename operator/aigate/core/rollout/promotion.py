@@ -120,7 +120,13 @@ def _waiting(d: Draft, waiting_since: str) -> None:
             f"{format_duration(deadline)}; still waiting for the Deployment",
         )
         return
-    d.progressing("Deploying" if what == "deploying" else "Promoting", text)
+    # Since when, not for how long: an elapsed time would make every round a status write.
+    d.progressing(
+        "Deploying" if what == "deploying" else "Promoting",
+        f"{what} version {candidate.version} (revision {candidate.revision}): stable "
+        f"{ready}/{d.replicas} Ready, waiting since {waiting_since} (progressDeadline "
+        f"{format_duration(deadline)})",
+    )
 
 
 def _promoted(d: Draft) -> None:
