@@ -62,6 +62,7 @@ from aigate import evidence
 from aigate.adapters import signing
 from aigate.adapters.kube import RejectedError
 from aigate.adapters.records import RecordStore
+from aigate.api.records import MeasurementsRecorded
 from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION, AIDeploymentSpec
 from aigate.cli import list_presets
 from aigate.core import gate
@@ -192,15 +193,12 @@ def render_history(history: list[dict[str, Any]], evidence: bool = True) -> str:
     return "\n".join(lines)
 
 
-MEASUREMENTS_RECORDED = "MeasurementsRecorded"
-
-
 def history_entries(
     records: list[dict[str, Any]], summary: list[dict[str, Any]], measurements: bool = False
 ) -> list[dict[str, Any]]:
     """The decisions from the record specs (in sequence order; measurement batches only if
     asked), then those status names whose records are not written yet, marked so."""
-    shown = [r for r in records if measurements or r.get("reason") != MEASUREMENTS_RECORDED]
+    shown = [r for r in records if measurements or r.get("reason") != MeasurementsRecorded]
     last = max((int(r.get("sequence", 0)) for r in records), default=0)
     pending = [
         {**entry, "message": f"{entry.get('message', '')} (record not written yet)".strip()}

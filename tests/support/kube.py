@@ -10,6 +10,7 @@ from typing import Any
 
 from kubernetes import client
 
+from aigate.adapters.records import RecordStore
 from support.waiting import wait_for
 
 GROUP, VERSION, PLURAL = "aigate.dev", "v1alpha1", "aideployments"
@@ -61,13 +62,7 @@ class Aid:
         """The specs of this AIDeployment's AIRecords delivered so far, in sequence order
         (status.history names them; the evidence is only in the records)."""
         uid = self.get()["metadata"]["uid"]
-        items = self.custom.list_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            records_namespace,
-            "airecords",
-            label_selector=f"aigate.dev/subject-uid={uid}",
-        )["items"]
+        items = RecordStore(self.custom.api_client, records_namespace).list(uid)
         return sorted((i["spec"] for i in items), key=lambda spec: spec["sequence"])
 
     def condition(self, type_: str) -> dict[str, Any]:

@@ -17,7 +17,13 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from aigate.adapters.kube import FIELD_MANAGER, RejectedError, TransientError, _translate
+from aigate.adapters.kube import (
+    FIELD_MANAGER,
+    FIELD_MANAGER_QUERY,
+    RejectedError,
+    TransientError,
+    _translate,
+)
 from aigate.adapters.rest import Objects, object_path
 from aigate.api.v1alpha1 import GatewayAPIRoute, RouteWeights
 from aigate.core import traffic
@@ -35,7 +41,6 @@ log = logging.getLogger("aigate.gateway")
 
 ROUTE_GROUP, ROUTE_VERSION, ROUTES = "gateway.networking.k8s.io", "v1", "httproutes"
 POOL_VERSION, POOLS = "v1", "inferencepools"
-MANAGER = {"fieldManager": FIELD_MANAGER}
 
 
 class GatewayRouter:
@@ -206,11 +211,14 @@ class GatewayRouter:
                     )
             elif create:
                 self.objects.request(
-                    "POST", object_path("v1", "services", namespace), manifest, MANAGER
+                    "POST", object_path("v1", "services", namespace), manifest, FIELD_MANAGER_QUERY
                 )
             else:
                 self.objects.request(
-                    "PUT", object_path("v1", "services", namespace, name), manifest, MANAGER
+                    "PUT",
+                    object_path("v1", "services", namespace, name),
+                    manifest,
+                    FIELD_MANAGER_QUERY,
                 )
         except ApiException as error:
             if error.status == 409:

@@ -27,6 +27,7 @@ from aigate.core.rollout import Observed, WorkloadState
 from aigate.core.workloads import Owner, child_object
 
 FIELD_MANAGER = "aigate"
+FIELD_MANAGER_QUERY = {"fieldManager": FIELD_MANAGER}  # for adapters/rest.py writes
 _APPLY = "application/apply-patch+yaml"
 _MERGE = "application/merge-patch+json"
 WriteMode = Literal["create", "apply", "replace"]
@@ -250,22 +251,21 @@ class KubeAdapter:
         kind = manifest["kind"]
         name = manifest["metadata"]["name"]
         namespace = manifest["metadata"]["namespace"]
-        manager = {"fieldManager": FIELD_MANAGER}
         try:
             if mode == "create":
                 stored = self.objects.request(
-                    "POST", _child_path(kind, namespace), manifest, manager
+                    "POST", _child_path(kind, namespace), manifest, FIELD_MANAGER_QUERY
                 )
             elif mode == "replace":
                 stored = self.objects.request(
-                    "PUT", _child_path(kind, namespace, name), manifest, manager
+                    "PUT", _child_path(kind, namespace, name), manifest, FIELD_MANAGER_QUERY
                 )
             else:
                 stored = self.objects.request(
                     "PATCH",
                     _child_path(kind, namespace, name),
                     manifest,
-                    {**manager, "force": "true"},
+                    {**FIELD_MANAGER_QUERY, "force": "true"},
                     _APPLY,
                 )
         except ApiException as error:

@@ -185,10 +185,8 @@ def _wait_for_pods(
         ready = (
             canary.ready_replicas if canary and canary.revision == rollout.candidate.revision else 0
         )
-        detail = (
-            f"canary {ready}/{rollout.canary_replicas} Ready after {format_duration(waited)} in "
-            f"{position}"
-        )
+        count = f"canary {ready}/{rollout.canary_replicas} Ready"
+        detail = f"{count} after {format_duration(waited)} in {position}"
         if waited > deadline:
             assert d.status.serving is not None
             effects.begin_rollback(
@@ -206,9 +204,8 @@ def _wait_for_pods(
         # Not `detail`: its elapsed time would change the condition, so status, every round.
         d.progressing(
             "CanaryStarting",
-            f"{position}: waiting for canary pods, canary {ready}/{rollout.canary_replicas} "
-            f"Ready, waiting since {rollout.waiting_since} (progressDeadline "
-            f"{plan.rollout.progress_deadline})",
+            f"{position}: waiting for canary pods, {count}, waiting since "
+            f"{rollout.waiting_since} (progressDeadline {plan.rollout.progress_deadline})",
         )
         return
     d.progressing(
@@ -274,7 +271,7 @@ def _analyse(d: Draft, rollout: RolloutState, plan: AIDeploymentSpec) -> None:
     if elapsed < duration or not standing.all_passing:
         d.progressing(
             "Analysing",
-            f"{stage_position(plan, rollout.stage_index)}: {stage_timing(d, rollout, duration)}; "
+            f"{stage_position(plan, rollout.stage_index)}: {stage_timing(rollout, duration, elapsed)}; "
             f"{effects.metrics_summary(state)} (each metric needs {needed} passing "
             "measurement(s))",
         )
@@ -385,10 +382,10 @@ def stage_elapsed(d: Draft, rollout: RolloutState) -> timedelta:
     return timedelta(seconds=rollout.elapsed_seconds) + running
 
 
-def stage_timing(d: Draft, rollout: RolloutState, duration: timedelta) -> str:
+def stage_timing(rollout: RolloutState, duration: timedelta, elapsed: timedelta) -> str:
     """When the stage's duration is over, as a time that stays put while the canary stays
     ready: a text that ticked every second would make every round a status write."""
-    left = duration - stage_elapsed(d, rollout)
+    left = duration - elapsed
     if left <= timedelta(0):
         return f"{format_duration(duration)} done"
     ready_since = effects.parse_time(rollout.ready_since)

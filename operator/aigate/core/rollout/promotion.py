@@ -99,10 +99,11 @@ def _waiting(d: Draft, waiting_since: str) -> None:
     since = effects.parse_time(waiting_since) or d.now
     waited = d.now - since
     what = "deploying" if d.status.phase == "Deploying" else "promoting"
-    text = (
+    count = (
         f"{what} version {candidate.version} (revision {candidate.revision}): stable "
-        f"{ready}/{d.replicas} Ready after {format_duration(waited)}"
+        f"{ready}/{d.replicas} Ready"
     )
+    text = f"{count} after {format_duration(waited)}"
     error = d.status.apply_error
     if error is not None and error.phase == "Promoting":
         d.stalled(
@@ -123,9 +124,7 @@ def _waiting(d: Draft, waiting_since: str) -> None:
     # Since when, not for how long: an elapsed time would make every round a status write.
     d.progressing(
         "Deploying" if what == "deploying" else "Promoting",
-        f"{what} version {candidate.version} (revision {candidate.revision}): stable "
-        f"{ready}/{d.replicas} Ready, waiting since {waiting_since} (progressDeadline "
-        f"{format_duration(deadline)})",
+        f"{count}, waiting since {waiting_since} (progressDeadline {format_duration(deadline)})",
     )
 
 
