@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from aigate.adapters.records import Recorder, RecordStore
 from aigate.adapters.signing import KeyStore
 from aigate.api.v1alpha1 import GROUP, PLURAL, VERSION
 from aigate.core.workloads import LABEL_OWNER, MANAGED_BY, OPERATOR_NAME
+from aigate.measurer import Measurer
 
 log = logging.getLogger("aigate.handlers")
 
@@ -310,18 +312,23 @@ async def drive(
     assert _kube is not None
     _children.attach(_Indexes(aigate_deployments, aigate_services))
     wake = _waker(namespace, name)
+    subject = f"{namespace}/{name}"
+    measurer = Measurer(functools.partial(reconciler.take, _kube, body), wake, subject=subject)
+    measurer.start()
     try:
         while not stopped:
             wake.clear()
-            # A measurement due now is taken now, not when a slot frees up.
-            ahead = await _measure_ahead(_kube, namespace, name, body)
+            # A measurement that falls due while the round waits is taken then, not when
+            # a slot frees up or the API server has taken the round's writes.
+            measurer.plan(_next_schedule(_kube, subject, body))
             async with _reconcile_slots():
-                delay = await _reconcile_once(_kube, namespace, name, body, ahead)
+                delay = await _reconcile_once(_kube, namespace, name, body, measurer)
             if delay is None:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_woken_or_stopped(wake, stopped), timeout=delay)
     finally:
+        await measurer.stop()
         deleted = kopf.DaemonStoppingReason.RESOURCE_DELETED
         if stopped and not (stopped.reason is not None and stopped.reason & deleted):
             await _flush_deferred(_kube, namespace, name, body)
@@ -370,14 +377,12 @@ class _Indexes:
         return default
 
 
-async def _measure_ahead(
-    kube: KubeAdapter, namespace: str, name: str, body: kopf.Body
-) -> reconciler.Ahead | None:
+def _next_schedule(kube: KubeAdapter, subject: str, body: kopf.Body) -> reconciler.Schedule | None:
     try:
-        return await reconciler.measure_ahead(kube, body)
+        return reconciler.next_schedule(kube, body, datetime.now(UTC))
     except Exception:
         # The round measures for itself then (and reports whatever is wrong).
-        log.exception("measuring ahead failed", extra={"aideployment": f"{namespace}/{name}"})
+        log.exception("planning the next measurement failed", extra={"aideployment": subject})
         return None
 
 
@@ -386,7 +391,7 @@ async def _reconcile_once(
     namespace: str,
     name: str,
     body: kopf.Body,
-    ahead: reconciler.Ahead | None = None,
+    measurer: Measurer | None = None,
 ) -> float | None:
     """Returns the delay before the next reconcile, or None when the object is gone."""
     with metrics.RECONCILE_SECONDS.time():
@@ -400,7 +405,7 @@ async def _reconcile_once(
                 approval_policy=_policy_check,
                 approver_keys=_approver_keys,
                 recorder=_recorder,
-                ahead=ahead,
+                measurer=measurer,
             )
         except TransientError as error:
             metrics.RECONCILES.labels(result="transient-error").inc()
@@ -411,11 +416,10 @@ async def _reconcile_once(
             metrics.RECONCILES.labels(result="error").inc()
             log.exception("reconcile failed", extra={"aideployment": f"{namespace}/{name}"})
             return RETRY_AFTER_TRANSIENT_ERROR * 6
-    if ahead is not None:
-        used = outcome is not None and outcome.measured_ahead
-        metrics.MEASUREMENTS_AHEAD.labels(used=str(used).lower()).inc()
     if outcome is None:
         return None
+    metrics.MEASUREMENTS_AHEAD.labels(used="true").inc(outcome.counted)
+    metrics.MEASUREMENTS_AHEAD.labels(used="false").inc(outcome.offered - outcome.counted)
     metrics.RECONCILES.labels(result="ok").inc()
     for event in outcome.events:
         metrics.EVENTS.labels(reason=event.reason).inc()

@@ -64,8 +64,8 @@ MEASUREMENT_LAG_SECONDS = Histogram(
 )
 MEASUREMENTS_AHEAD = Counter(
     "aigate_measurements_taken_ahead_total",
-    "Measurements taken the moment they were due, before their round had a reconcile slot, "
-    "by whether the round used them (false: it found another one due, or none)",
+    "Measurements taken the moment they were due, while their round waited, by whether a "
+    "round counted them (false: the analysis had moved on, e.g. after a transition)",
     ["used"],
 )
 PROMETHEUS_QUERIES_SHARED = Counter(

@@ -13,11 +13,11 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -46,6 +46,7 @@ from aigate.api.v1alpha1 import (
     RouteWeights,
     SecretKeyRef,
 )
+from aigate.core import analysis as an
 from aigate.core import conditions as cond
 from aigate.core import gate, rollout, traffic
 from aigate.core.analysis import MeasurementPlan, Measurements, MetricResult, unknown_placeholders
@@ -103,8 +104,36 @@ class Outcome:
     # and the measurements it took.
     status: dict[str, Any] | None = None
     measurements: tuple[MeasurementRecord, ...] = ()
-    # The round decided with the measurement measure_ahead() took.
-    measured_ahead: bool = False
+    # Measurements taken while the round waited: offered to it, and how many it counted.
+    offered: int = 0
+    counted: int = 0
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A resource's next measurement (due now or later) and what taking it needs."""
+
+    namespace: str
+    analysis: AnalysisSpec
+    plan: MeasurementPlan
+    basis: rollout.Basis = ()  # rollout.basis() of the inputs it was planned from
+
+
+class Measuring(Protocol):
+    """Takes a resource's measurements when they fall due, whatever its round is waiting
+    on (aigate/measurer.py): the round counts what it took."""
+
+    def owes(self, at: datetime) -> bool:
+        """A measurement due by `at` is not taken yet (or is being taken)."""
+        ...
+
+    async def through(self, at: datetime) -> Sequence[rollout.Taken]:
+        """Every measurement due by `at`, once taken, in the order taken."""
+        ...
+
+    def plan(self, schedule: Schedule | None) -> None:
+        """The next measurement as status now says."""
+        ...
 
 
 def parse_spec(raw: Any) -> tuple[AIDeploymentSpec | None, str]:
@@ -158,12 +187,13 @@ async def reconcile(
     recorder: Recorder | None = None,
     watched: Mapping[str, Any] | None = None,
     waiting: Callable[[], AbstractAsyncContextManager[None]] = contextlib.nullcontext,
-    ahead: Ahead | None = None,
+    measurer: Measuring | None = None,
 ) -> Outcome | None:
     """`watched`: the AIDeployment as the operator's watch holds it (nothing is read then);
     without it, it is read from the API server. `waiting`: entered while the round waits
-    on Prometheus (the caller lends its reconcile slot meanwhile). `ahead`: a measurement
-    measure_ahead() took, used when it is the one this round finds due."""
+    on Prometheus (the caller lends its reconcile slot meanwhile). `measurer`: takes the
+    resource's measurements when due; the round counts those it took (without one, the
+    round measures what it finds due)."""
     if watched is not None and kube.bodies is not None:
         body: dict[str, Any] | None = kube.bodies.current(watched)
     elif watched is not None:
@@ -199,6 +229,7 @@ async def reconcile(
         policy_problem = await asyncio.to_thread(approval_policy.problem, namespace, labels) or ""
     annotations = metadata.get("annotations") or {}
     signatures = await _check_signatures(spec, annotations, approver_keys)
+    taken = await _taken_by(measurer, now(), waiting)
     inputs = rollout.Inputs(
         generation=int(metadata.get("generation", 0)),
         spec=spec,
@@ -218,17 +249,14 @@ async def reconcile(
         record_retention=recorder.retention if recorder is not None else RETENTION,
         route=route_view,
     )
+    caught = rollout.catch_up(inputs, taken)
+    inputs = caught.inputs
     plan = rollout.measurement_plan(inputs)
-    measured_ahead = False
     if plan is not None and spec is not None:
-        measured_ahead = ahead is not None and ahead.takes(plan)
-        if ahead is not None and measured_ahead:
-            measurements = ahead.measurements  # taken when due, before the round's turn came
-        else:
-            async with waiting():  # a slow Prometheus holds no reconcile slot
-                measurements = await _measure(kube, namespace, spec.rollout.analysis, plan)
+        async with waiting():  # a slow Prometheus holds no reconcile slot
+            measurements = await _measure(kube, namespace, spec.rollout.analysis, plan)
         inputs = dataclasses.replace(inputs, measurements=measurements)
-    decision = rollout.decide(inputs)
+    decision = caught.then(rollout.decide(inputs))
     unwatched = await _unwatched_children(kube, owner, decision)
     if unwatched:
         # Objects without aigate's label hold names it was about to write: seen now, they
@@ -237,7 +265,7 @@ async def reconcile(
             kube.observe, owner, previous.children, _known_revisions(previous), unwatched
         )
         inputs = dataclasses.replace(inputs, observed=observed)
-        decision = rollout.decide(inputs)
+        decision = caught.then(rollout.decide(inputs))
     context = {"aideployment": f"{namespace}/{name}", "revision": decision.status.revision}
     if decision.conditions_only:
         return await _report_unreadable_status(kube, body, decision, context)
@@ -259,6 +287,10 @@ async def reconcile(
             return Outcome(body=body, events=(), requeue_after=rollout.REQUEUE_NOW)
     if deferred and kube.bodies is not None:
         kube.bodies.written(body)  # the status now holds what was deferred
+    if measurer is not None:
+        measurer.plan(
+            _schedule(namespace, spec, dataclasses.replace(inputs, status=decision.status))
+        )
     # Audit lines only for what status now holds: a dropped round recorded nothing.
     _audit(context, decision)
     _log_decision(context, decision)
@@ -305,54 +337,51 @@ async def reconcile(
         requeue_after=min(requeue_after, DEFERRED_WRITE_SECONDS) if deferring else requeue_after,
         status=new_status,
         measurements=decision.new_measurements,
-        measured_ahead=measured_ahead,
+        offered=len(taken),
+        counted=caught.counted,
     )
 
 
-@dataclass(frozen=True)
-class Ahead:
-    """A measurement taken the moment it was due, before its round had a reconcile slot."""
-
-    plan: MeasurementPlan
-    measurements: Measurements
-
-    def takes(self, plan: MeasurementPlan) -> bool:
-        """The same measurement as `plan` (the same analysis, due time and queries); only
-        when it was planned differs."""
-        ahead = self.plan
-        return (ahead.track, ahead.revision, ahead.stage_index, ahead.due, ahead.queries) == (
-            plan.track,
-            plan.revision,
-            plan.stage_index,
-            plan.due,
-            plan.queries,
-        )
+async def _taken_by(
+    measurer: Measuring | None,
+    at: datetime,
+    waiting: Callable[[], AbstractAsyncContextManager[None]],
+) -> Sequence[rollout.Taken]:
+    if measurer is None:
+        return ()
+    if not measurer.owes(at):
+        return await measurer.through(at)
+    async with waiting():  # a measurement being taken holds no reconcile slot
+        return await measurer.through(at)
 
 
-async def measure_ahead(
-    kube: KubeAdapter,
-    watched: Mapping[str, Any],
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> Ahead | None:
-    """The measurement due now, from what the watches hold, without waiting for a reconcile
-    slot: with many resources at once, rounds queue for slots (their status writes wait on
-    the API server), and a measurement taken only when its round's turn comes would be
-    late by that queue. The round then uses it if it still finds the same one due
-    (reconcile's `ahead`); otherwise it is dropped, never counted elsewhere. Only with
-    watch-fed state: the API server is asked for nothing but the Prometheus credentials'
-    Secrets, when the spec names any."""
-    due = _due_measurement(kube, watched, now())
-    if due is None:
+def _schedule(
+    namespace: str, spec: AIDeploymentSpec | None, inputs: rollout.Inputs
+) -> Schedule | None:
+    """Status' next measurement, whatever the pods do now (the measurer checks they can be
+    measured when it is due)."""
+    plan = rollout.next_slot(inputs) if spec is not None else None
+    if spec is None or plan is None:
         return None
-    namespace, analysis, plan = due
-    return Ahead(plan, await _measure(kube, namespace, analysis, plan))
+    return Schedule(namespace, spec.rollout.analysis, plan, rollout.basis(inputs))
 
 
-def _due_measurement(
+def next_schedule(kube: KubeAdapter, watched: Mapping[str, Any], at: datetime) -> Schedule | None:
+    """The resource's next measurement from what the watches hold (nothing is read), for
+    the measurer to take when due while the round waits for a reconcile slot: with many
+    resources at once, rounds queue for slots (their status writes wait on the API
+    server), and a measurement taken only when its round's turn came would be late by that
+    queue. Only what the measurement needs outlives this call (not the parsed spec and
+    status)."""
+    inputs = _watched_inputs(kube, watched, at)
+    return _schedule(inputs.namespace, inputs.spec, inputs) if inputs is not None else None
+
+
+def _watched_inputs(
     kube: KubeAdapter, watched: Mapping[str, Any], at: datetime
-) -> tuple[str, AnalysisSpec, MeasurementPlan] | None:
-    """(namespace, the analysis settings, the plan) when a measurement is due; only what
-    the measurement needs outlives this call (not the parsed spec and status)."""
+) -> rollout.Inputs | None:
+    """decide()'s inputs as the watches hold them, enough to plan a measurement (no
+    approval policy or signature checks: those are the round's)."""
     if kube.bodies is None or kube.children is None:
         return None
     body = kube.bodies.current(watched)
@@ -365,7 +394,7 @@ def _due_measurement(
         return None
     namespace, name = str(metadata.get("namespace", "")), str(metadata.get("name", ""))
     owner = Owner(name=name, namespace=namespace, uid=metadata["uid"])
-    inputs = rollout.Inputs(
+    return rollout.Inputs(
         generation=int(metadata.get("generation", 0)),
         spec=spec,
         spec_error="",
@@ -377,8 +406,26 @@ def _due_measurement(
         namespace=namespace,
         uid=owner.uid,
     )
-    plan = rollout.measurement_plan(inputs)
-    return (namespace, spec.rollout.analysis, plan) if plan is not None else None
+
+
+async def take(
+    kube: KubeAdapter, watched: Mapping[str, Any], schedule: Schedule, now: datetime
+) -> rollout.Taken | None:
+    """The scheduled measurement, taken now (stamped now, with how late it is), if the
+    watches still say its analysis runs, nothing but time has changed, and its pods can be
+    measured now; None: not now (the next round plans again)."""
+    current = _watched_inputs(kube, watched, now)
+    running = rollout.next_measurement(current) if current is not None else None
+    if (
+        current is None
+        or running is None
+        or not an.same_analysis(running, schedule.plan)
+        or rollout.basis(current) != schedule.basis
+    ):
+        return None
+    plan = an.taken_now(schedule.plan, now)
+    measurements = await _measure(kube, schedule.namespace, schedule.analysis, plan)
+    return rollout.Taken(plan, measurements, schedule.basis, current.observed)
 
 
 async def _observe(kube: KubeAdapter, owner: Owner, status: AIDeploymentStatus) -> rollout.Observed:

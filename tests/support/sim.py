@@ -25,6 +25,7 @@ from aigate.api.v1alpha1 import (
     ChildRecords,
     RouteWeights,
 )
+from aigate.core import analysis as an
 from aigate.core import rollout, traffic
 from aigate.core.analysis import Measurements, MetricResult
 from aigate.core.children import Drift
@@ -129,6 +130,10 @@ class World:
     delivered: list[Any] = dataclasses.field(default_factory=list)
     plans: list[Any] = dataclasses.field(default_factory=list)  # MeasurementPlans served
     served: list[tuple[Any, tuple[QueryOutcome, ...]]] = dataclasses.field(default_factory=list)
+    # Measurements the measurer took while the round waited, not counted yet.
+    taken: list[rollout.Taken] = dataclasses.field(default_factory=list)
+    offered: list[rollout.Taken] = dataclasses.field(default_factory=list)  # to the last round
+    last_caught: rollout.CaughtUp | None = None
     min_stable_ready: int | None = None  # lowest stable Ready count seen while a canary ran
     last_inputs: rollout.Inputs | None = None
     applied: list[rollout.Action] = dataclasses.field(default_factory=list)  # this step's
@@ -229,32 +234,18 @@ class World:
     # ---- one reconcile, then time passes ------------------------------------------------
 
     def step(self, advance: timedelta = timedelta(seconds=5)) -> rollout.Decision:
-        inputs = self.inputs()
+        self.offered = list(self.taken)
+        caught = self.last_caught = rollout.catch_up(self.inputs(), self.taken)
+        inputs = caught.inputs
         plan = rollout.measurement_plan(inputs)
         if plan is not None:
-            outcomes = tuple(self.outcome(plan.track, q.metric, plan.at) for q in plan.queries)
-            results = tuple(
-                MetricResult(
-                    q.metric,
-                    q.query,
-                    o,
-                    baseline=self.outcome("stable", q.metric, plan.at)
-                    if q.baseline_query
-                    else None,
-                    baseline_query=q.baseline_query or "",
-                )
-                for q, o in zip(plan.queries, outcomes, strict=True)
-            )
-            self.plans.append(plan)
-            self.served.append((plan, outcomes))
-            inputs = dataclasses.replace(
-                inputs,
-                measurements=Measurements.of(plan, results),
-            )
-        decision = rollout.decide(inputs)
+            inputs = dataclasses.replace(inputs, measurements=self._serve(plan))
+        decision = caught.then(rollout.decide(inputs))
+        self.status = decision.status
+        # As the measurer does once the round has written status: what it counted goes.
+        self.taken = self._still_due()[0]
         self.last_inputs = inputs
         self.decisions.append(decision)
-        self.status = decision.status
         self._deliver_records()
         if not self.faults.lose_actions:
             self._route(decision.route)
@@ -263,6 +254,56 @@ class World:
         self._watch_stable_strength()
         self.tick(advance)
         return decision
+
+    def _serve(self, plan) -> Measurements:
+        """Prometheus answers `plan` with the outcomes the test supplies."""
+        outcomes = tuple(self.outcome(plan.track, q.metric, plan.at) for q in plan.queries)
+        results = tuple(
+            MetricResult(
+                q.metric,
+                q.query,
+                o,
+                baseline=self.outcome("stable", q.metric, plan.at) if q.baseline_query else None,
+                baseline_query=q.baseline_query or "",
+            )
+            for q, o in zip(plan.queries, outcomes, strict=True)
+        )
+        self.plans.append(plan)
+        self.served.append((plan, outcomes))
+        return Measurements.of(plan, results)
+
+    def _still_due(self) -> tuple[list[rollout.Taken], Any]:
+        inputs = self.inputs()
+        start = rollout.next_slot(inputs) if self.spec is not None else None
+        if start is None or self.spec is None:
+            return [], None
+        basis = rollout.basis(inputs)
+        return rollout.still_due(start, self.taken, self.spec.rollout.analysis, basis)
+
+    def next_due_in(self) -> timedelta | None:
+        """How long until the measurer takes the next measurement (None: nothing to take
+        ahead of a round, as aigate/measurer.py decides)."""
+        plan = self._still_due()[1]
+        if plan is None or (plan.due and plan.ends and plan.due > plan.ends):
+            return None
+        return max(timedelta(0), plan.due - self.now) if plan.due else timedelta(0)
+
+    def take_due(self) -> bool:
+        """The measurer takes the measurement due now while the round waits (aigate/
+        measurer.py, reconciler.take): only while its analysis runs and its pods can be
+        measured now; the next round counts it."""
+        self.taken, plan = self._still_due()
+        wait = self.next_due_in()
+        if plan is None or wait is None or wait > timedelta(0):
+            return False
+        inputs = self.inputs()
+        running = rollout.next_measurement(inputs)
+        if running is None or not an.same_analysis(running, plan):
+            return False
+        taken = an.taken_now(plan, self.now)
+        measured = self._serve(taken)
+        self.taken.append(rollout.Taken(taken, measured, rollout.basis(inputs), inputs.observed))
+        return True
 
     def _deliver_records(self) -> None:
         """What the reconciler does after the status write: the outbox becomes records."""

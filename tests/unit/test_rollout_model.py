@@ -292,6 +292,24 @@ class RolloutModel(RuleBasedStateMachine):
             if self.world.status.phase != phase:
                 return
 
+    @precondition(lambda self: self.world.status.phase in ROLLING)
+    @rule(count=st.integers(1, 4), then=STEP)
+    def slow_round(self, count, then):
+        """The round waits on a slow API server while measurements fall due: the measurer
+        takes each at its due time (the pods change meanwhile), and the next round counts
+        those still due, in order."""
+        world = self.world
+        for _ in range(count):
+            wait = world.next_due_in()
+            if wait is None:
+                break
+            status, canary, served = world.status, world.canary, len(world.served)
+            world.tick(wait)
+            self._note_ready_time(status, canary, wait)
+            if world.take_due():
+                self._note_measurements(status, world.served[served:])
+        self._step(timedelta(seconds=then))
+
     @rule(
         edit=st.sampled_from(["all-to-canary", "canary-removed", "route-deleted", "route-back"]),
         then=STEP,
@@ -587,9 +605,15 @@ class RolloutModel(RuleBasedStateMachine):
                 assert self.ghost.handled[key] == 1, f"request {key} handled twice"
 
     def _check_idempotent(self, decision) -> None:
-        inputs = self.world.last_inputs
-        again = rollout.decide(inputs)
+        inputs, caught = self.world.last_inputs, self.world.last_caught
+        again = caught.then(rollout.decide(inputs))
         assert again == decision, "decide() is not a function of its inputs"
+        # A measurement taken while the round waited counts once, never again.
+        offered = self.world.offered
+        counted_again = rollout.catch_up(
+            dataclasses.replace(inputs, status=decision.status, measurements=None), offered
+        ).counted
+        assert counted_again == 0, f"{counted_again} taken measurement(s) counted twice"
         replay = rollout.decide(dataclasses.replace(inputs, status=decision.status))
         assert replay.new_history == (), [h.reason for h in replay.new_history]
         assert replay.new_measurements == ()

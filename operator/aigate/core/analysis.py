@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from aigate.api.durations import parse_duration
@@ -69,6 +69,10 @@ class MeasurementPlan:
     # and how long after that it is taken.
     due: datetime | None = None
     lag_seconds: float = 0.0
+    # When the analysis may end by time alone (a stage's duration, the watch period; None:
+    # it cannot): what falls due after it belongs to whatever comes next, so the measurer
+    # takes nothing due after it ahead of a round.
+    ends: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -250,6 +254,34 @@ def next_due(at: datetime, due: datetime | None, interval: timedelta) -> datetim
     if due is None or at - due >= interval:
         return at + interval
     return due + interval
+
+
+def same_analysis(a: MeasurementPlan, b: MeasurementPlan) -> bool:
+    """Measurements of the same analysis: track, revision, stage and queries."""
+    return (a.track, a.revision, a.stage_index, a.queries) == (
+        b.track,
+        b.revision,
+        b.stage_index,
+        b.queries,
+    )
+
+
+def same_measurement(a: MeasurementPlan, b: MeasurementPlan) -> bool:
+    """The same analysis and due time; only when it was planned or taken differs."""
+    return same_analysis(a, b) and a.due == b.due
+
+
+def taken_now(plan: MeasurementPlan, now: datetime) -> MeasurementPlan:
+    """`plan` taken at `now`: stamped to the second, with how late it is."""
+    lag = max(0.0, round((now - plan.due).total_seconds(), 1)) if plan.due is not None else 0.0
+    return replace(plan, at=now.replace(microsecond=0), lag_seconds=lag)
+
+
+def following(taken: MeasurementPlan, analysis: AnalysisSpec) -> MeasurementPlan:
+    """The measurement after `taken` on the grid, due when record_measurements() will say
+    (through status' second-precision timestamp)."""
+    due = next_due(taken.at, taken.due, parse_duration(analysis.interval))
+    return replace(taken, due=parse_rfc3339(format_rfc3339(due)), lag_seconds=0.0)
 
 
 @dataclass(frozen=True)

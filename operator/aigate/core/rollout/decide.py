@@ -10,11 +10,13 @@ decides exactly as the old one would have; the history is written, never read.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
-from aigate.api.v1alpha1 import AIDeploymentStatus, ChildRecords
+from aigate.api.durations import parse_duration
+from aigate.api.v1alpha1 import AIDeploymentSpec, AIDeploymentStatus, ChildRecords
 from aigate.core import analysis as an
 from aigate.core import conditions as cond
-from aigate.core.gate import format_rfc3339
+from aigate.core.gate import format_rfc3339, parse_rfc3339
 from aigate.core.revision import short
 from aigate.core.rollout import canary, effects, promotion, rest, rollback, router, watch
 from aigate.core.rollout.draft import Draft
@@ -173,6 +175,25 @@ def unreadable_status(inputs: Inputs) -> Decision:
 def measurement_plan(inputs: Inputs) -> an.MeasurementPlan | None:
     """The queries due now for the analysis the last status says is running; None when
     nothing is due. The reconciler runs them before decide(), which counts the results."""
+    plan = next_measurement(inputs)
+    if plan is None or (plan.due is not None and plan.at < plan.due):
+        return None
+    return plan
+
+
+def next_measurement(inputs: Inputs) -> an.MeasurementPlan | None:
+    """The next measurement of the analysis the last status says is running, due now or
+    later (its `due`); None when the analysed pods cannot be measured or nothing runs."""
+    return _next(inputs, pods_measurable=True)
+
+
+def next_slot(inputs: Inputs) -> an.MeasurementPlan | None:
+    """next_measurement() whatever the pods do now: which measurement status counts next
+    (one taken while the pods could be measured still counts if they cannot be now)."""
+    return _next(inputs, pods_measurable=False)
+
+
+def _next(inputs: Inputs, pods_measurable: bool) -> an.MeasurementPlan | None:
     s, observed = inputs.status, inputs.observed
     if inputs.status_error:
         return None
@@ -186,15 +207,14 @@ def measurement_plan(inputs: Inputs) -> an.MeasurementPlan | None:
         measurable = pods is not None and pods.revision == snapshot.revision and pods.rolled_out
     else:
         return None
+    measurable = measurable or not pods_measurable
     plan = plan_of(snapshot)
     if not measurable or plan is None:
         return None
     analysis = plan.rollout.analysis
     now = inputs.now.replace(microsecond=0)  # measurements are stamped to the second
     due = an.due_time(state, analysis)
-    if due is not None and now < due:
-        return None
-    lag = round((inputs.now - due).total_seconds(), 1) if due is not None else 0.0
+    lag = max(0.0, round((inputs.now - due).total_seconds(), 1)) if due is not None else 0.0
     subject = an.Subject(
         inputs.name, inputs.namespace, snapshot.revision, snapshot.version, state.track
     )
@@ -213,4 +233,22 @@ def measurement_plan(inputs: Inputs) -> an.MeasurementPlan | None:
         stage_index=state.stage_index,
         due=due,
         lag_seconds=lag,
+        ends=_analysis_ends(s, plan),
     )
+
+
+def _analysis_ends(s: AIDeploymentStatus, plan: AIDeploymentSpec) -> datetime | None:
+    """When the running analysis may end by time alone: the stage's duration run out
+    while its canary stays ready, or the post-promotion watch's end."""
+    if s.phase == "Verifying" and s.watch is not None:
+        return parse_rfc3339(s.watch.until) if s.watch.until else None
+    rollout = s.rollout
+    if rollout is None or not rollout.ready_since:
+        return None
+    stages = plan.rollout.stages
+    if not 0 <= rollout.stage_index < len(stages):
+        return None
+    ready_since = parse_rfc3339(rollout.ready_since)
+    duration = parse_duration(stages[rollout.stage_index].duration)
+    elapsed = timedelta(seconds=rollout.elapsed_seconds)
+    return ready_since + duration - elapsed if ready_since is not None else None
