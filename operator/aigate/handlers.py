@@ -321,6 +321,10 @@ async def drive(
             # A measurement that falls due while the round waits is taken then, not when
             # a slot frees up or the API server has taken the round's writes.
             measurer.plan(_next_schedule(_kube, subject, body))
+            # What is due now is taken before queuing for a slot: a round that waited for it
+            # inside would lend its slot and hold its parsed state meanwhile (all rounds
+            # queued on Prometheus at once under load).
+            await measurer.through(datetime.now(UTC))
             async with _reconcile_slots():
                 delay = await _reconcile_once(_kube, namespace, name, body, measurer)
             if delay is None:

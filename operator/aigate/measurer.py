@@ -67,8 +67,11 @@ class Measurer:
 
     # ---- what rounds ask --------------------------------------------------------------
 
-    def plan(self, schedule: Schedule | None) -> None:
-        """Status' next measurement: those taken since that still follow it are kept."""
+    def plan(self, schedule: Schedule | None, settled: Sequence[rollout.Taken] = ()) -> None:
+        """Status' next measurement: those taken since that still follow it are kept, but
+        none a round has been offered (`settled`: it counted them or never will)."""
+        if settled:
+            self._taken = [t for t in self._taken if not any(t is s for s in settled)]
         if schedule is None:
             self._taken, self._next = [], None
         else:

@@ -131,8 +131,9 @@ class Measuring(Protocol):
         """Every measurement due by `at`, once taken, in the order taken."""
         ...
 
-    def plan(self, schedule: Schedule | None) -> None:
-        """The next measurement as status now says."""
+    def plan(self, schedule: Schedule | None, settled: Sequence[rollout.Taken] = ()) -> None:
+        """The next measurement as status now says; `settled`: taken measurements a round
+        that landed was offered (counted, or never to be)."""
         ...
 
 
@@ -289,7 +290,8 @@ async def reconcile(
         kube.bodies.written(body)  # the status now holds what was deferred
     if measurer is not None:
         measurer.plan(
-            _schedule(namespace, spec, dataclasses.replace(inputs, status=decision.status))
+            _schedule(namespace, spec, dataclasses.replace(inputs, status=decision.status)),
+            settled=taken,
         )
     # Audit lines only for what status now holds: a dropped round recorded nothing.
     _audit(context, decision)

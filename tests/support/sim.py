@@ -242,7 +242,9 @@ class World:
             inputs = dataclasses.replace(inputs, measurements=self._serve(plan))
         decision = caught.then(rollout.decide(inputs))
         self.status = decision.status
-        # As the measurer does once the round has written status: what it counted goes.
+        # As the measurer does once the round has written status: what it was offered goes
+        # (counted, or never to be).
+        self.taken = [t for t in self.taken if not any(t is o for o in self.offered)]
         self.taken = self._still_due()[0]
         self.last_inputs = inputs
         self.decisions.append(decision)

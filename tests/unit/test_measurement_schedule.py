@@ -254,3 +254,37 @@ def test_a_breach_taken_while_the_canary_served_counts_though_a_pod_blipped_sinc
     world.flap("canary", 1)
     world.step(advance=timedelta(0))
     assert world.status.phase == "RollingBack"
+
+
+def test_a_late_round_passes_a_stage_at_its_end_without_measuring_what_fell_due_after_it():
+    """The round comes 11 s after the one-minute stage ended, past the next measurement's
+    due time (3 s after the end): an operator on time passed the stage at its end, before that one was due,
+    so the late round decides first and measures nothing for the ended stage."""
+    world = _measuring(interval="7s")  # the grid misses the stage end: 56 s, 63 s
+    stage = world.status.rollout.stage_index
+    stage_ends = parse_rfc3339(world.status.rollout.ready_since) + timedelta(minutes=1)
+    while world.next_due_in() is not None:
+        _take_while_round_waits(world, 1)
+    world.tick(stage_ends + timedelta(seconds=11) - world.now)
+    served = len(world.served)
+    world.step(advance=timedelta(0))
+    assert world.status.rollout.stage_index == stage + 1
+    assert len(world.served) == served, [p.due for p, _ in world.served[served:]]
+
+
+def test_a_late_round_still_measures_after_the_stage_end_when_the_stage_cannot_pass_yet():
+    """The last measurement before the stage's end failed (failureLimit 2 not reached): the
+    stage cannot pass at its end, so the analysis goes on and the late round measures."""
+    world = _measuring(interval="7s")  # the grid misses the stage end: 56 s, 63 s
+    stage = world.status.rollout.stage_index
+    stage_ends = parse_rfc3339(world.status.rollout.ready_since) + timedelta(minutes=1)
+    world.outcome = lambda track, metric, at: QueryOutcome(
+        samples=(0.9 if at >= stage_ends - timedelta(seconds=5) else 0.001,)
+    )
+    while world.next_due_in() is not None:
+        _take_while_round_waits(world, 1)
+    world.tick(stage_ends + timedelta(seconds=11) - world.now)
+    served = len(world.served)
+    world.step(advance=timedelta(0))
+    assert world.status.rollout.stage_index == stage
+    assert len(world.served) == served + 1

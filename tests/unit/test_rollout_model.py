@@ -342,7 +342,9 @@ class RolloutModel(RuleBasedStateMachine):
         after = decision.status
         self._note_truth()  # what this decision observed counts for its own checks
         self._note_measurements(before, world.served[served_before:])
-        self._note_ready_time(before, observed_canary, advance)
+        # The advance after this decision runs under the status it wrote (a stage entered
+        # with its canary already serving is ready from that moment, as decide() counts).
+        self._note_ready_time(after, observed_canary, advance)
         self._check_stage_progress(before, after, annotations)
         self._check_stable_applies(before, decision, annotations)
         self._check_rollback(before, after)

@@ -73,6 +73,9 @@ class MeasurementPlan:
     # it cannot): what falls due after it belongs to whatever comes next, so the measurer
     # takes nothing due after it ahead of a round.
     ends: datetime | None = None
+    # The analysis' startedAt: tells a restarted analysis of the same stage from the one a
+    # measurement was taken for.
+    analysis_started: str = ""
 
 
 @dataclass(frozen=True)
@@ -257,11 +260,12 @@ def next_due(at: datetime, due: datetime | None, interval: timedelta) -> datetim
 
 
 def same_analysis(a: MeasurementPlan, b: MeasurementPlan) -> bool:
-    """Measurements of the same analysis: track, revision, stage and queries."""
-    return (a.track, a.revision, a.stage_index, a.queries) == (
+    """Measurements of the same analysis: track, revision, stage, its start and queries."""
+    return (a.track, a.revision, a.stage_index, a.analysis_started, a.queries) == (
         b.track,
         b.revision,
         b.stage_index,
+        b.analysis_started,
         b.queries,
     )
 

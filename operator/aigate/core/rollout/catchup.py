@@ -9,7 +9,8 @@ uncounted: they were for an analysis that has ended), and only while nothing but
 changed since it was planned: a new spec, annotation (an approval, a request) or an approval
 policy or signature that no longer holds is decided at the round's own time, never at an
 earlier one it did not exist at (the taken measurements are dropped; the round measures
-for itself what is due).
+for itself what is due). Each taken measurement is offered to one round: what that round
+does not count is dropped.
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ def catch_up(inputs: Inputs, taken: Sequence[Taken]) -> CaughtUp:
             observed=one.observed or caught.inputs.observed,
         )
         step = decide(taken_at)
+        after = next_slot(dataclasses.replace(caught.inputs, status=step.status))
+        if after is not None and an.same_measurement(after, one.plan):
+            continue  # not counted (the stage is held: e.g. its route is missing)
         caught = CaughtUp(
             dataclasses.replace(caught.inputs, status=step.status),
             step if caught.carried is None else caught.then(step),

@@ -9,6 +9,7 @@ decides exactly as the old one would have; the history is written, never read.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -178,7 +179,22 @@ def measurement_plan(inputs: Inputs) -> an.MeasurementPlan | None:
     plan = next_measurement(inputs)
     if plan is None or (plan.due is not None and plan.at < plan.due):
         return None
+    if _ended_before_due(inputs, plan):
+        return None
     return plan
+
+
+def _ended_before_due(inputs: Inputs, plan: an.MeasurementPlan) -> bool:
+    """`plan` fell due after the analysis could end by time alone (the stage's duration,
+    the watch period): an operator on time decided at that end, before it was due. So a
+    late round decides first without it, and measures only if the analysis goes on (a
+    metric not passing yet); otherwise it would count a measurement the analysis never
+    needed, at the stage's old weight."""
+    if plan.due is None or plan.ends is None or plan.due <= plan.ends:
+        return False
+    after = decide(inputs)
+    still = next_slot(dataclasses.replace(inputs, status=after.status))
+    return still is None or not an.same_analysis(still, plan)
 
 
 def next_measurement(inputs: Inputs) -> an.MeasurementPlan | None:
@@ -234,6 +250,7 @@ def _next(inputs: Inputs, pods_measurable: bool) -> an.MeasurementPlan | None:
         due=due,
         lag_seconds=lag,
         ends=_analysis_ends(s, plan),
+        analysis_started=state.started_at,
     )
 
 
