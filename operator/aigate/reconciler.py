@@ -416,6 +416,20 @@ async def take(
     """The scheduled measurement, taken now (stamped now, with how late it is), if the
     watches still say its analysis runs, nothing but time has changed, and its pods can be
     measured now; None: not now (the next round plans again)."""
+    observed = _still_takeable(kube, watched, schedule, now)
+    if observed is None:
+        return None
+    plan = an.taken_now(schedule.plan, now)
+    measurements = await _measure(kube, schedule.namespace, schedule.analysis, plan)
+    return rollout.Taken(plan, measurements, schedule.basis, observed)
+
+
+def _still_takeable(
+    kube: KubeAdapter, watched: Mapping[str, Any], schedule: Schedule, now: datetime
+) -> rollout.Observed | None:
+    """The children as watched now when `schedule` may be taken now, else None. A function
+    of its own so that the parsed spec and status are not held while the query waits for
+    Prometheus (a thousand measurements fall due at once at scale)."""
     current = _watched_inputs(kube, watched, now)
     running = rollout.next_measurement(current) if current is not None else None
     if (
@@ -425,9 +439,7 @@ async def take(
         or rollout.basis(current) != schedule.basis
     ):
         return None
-    plan = an.taken_now(schedule.plan, now)
-    measurements = await _measure(kube, schedule.namespace, schedule.analysis, plan)
-    return rollout.Taken(plan, measurements, schedule.basis, current.observed)
+    return current.observed
 
 
 async def _observe(kube: KubeAdapter, owner: Owner, status: AIDeploymentStatus) -> rollout.Observed:
