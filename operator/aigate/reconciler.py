@@ -314,7 +314,9 @@ async def reconcile(
         if decision.route is not None or decision.status.traffic.written is not None:
             # Before any other action: a rollback takes the canary's weight away before
             # the canary goes; a write that cannot be made now fails the round.
-            routed = await _route(kube, owner, decision.route, decision.status, after)
+            routed = await _route(
+                kube, owner, decision.route, decision.status, after, seen=inputs.route
+            )
             events = (*events, *routed)
         refused = await _apply_all(
             kube,
@@ -606,11 +608,13 @@ async def _route(
     intent: traffic.RouteIntent | None,
     status: AIDeploymentStatus,
     after: dict[str, Any],
+    seen: traffic.RouteView | None = None,
 ) -> tuple[rollout.Event, ...]:
     """Sets the route's weights (and keeps the per-track backends); records what the rule
     holds in status.traffic.written, which tells aigate's own writes from others' edits. A
     rule aigate gave the canary weight in and the plan no longer names is set to 100/0
-    first."""
+    first. `seen`: the rule as this round's decision read it; changed since, nothing is
+    written (the next round records the edit, then reverts it)."""
     router = GatewayRouter(kube.api_client)
     previous = status.traffic.written
     try:
@@ -621,7 +625,7 @@ async def _route(
             log.info("canary weight taken off %s rule %s", previous.route, previous.rule)
         if intent is None:
             return ()
-        written = await asyncio.to_thread(router.apply, owner, intent)
+        written = await asyncio.to_thread(router.apply, owner, intent, seen)
     except RejectedError as error:
         message = f"spec.rollout.traffic.gatewayAPI: the API server refused: {error}"
         log.warning("route refused: %s", error, extra={"aideployment": owner.name})

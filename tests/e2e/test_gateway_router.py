@@ -294,3 +294,29 @@ def test_a_new_plan_naming_another_route_takes_the_weight_off_the_old_one(
         what="the new route written",
     )
     assert written["route"] == f"HTTPRoute {namespace}/models-v2 rule serve"
+
+
+def test_an_edit_made_after_the_round_read_the_route_is_never_reverted_unrecorded(
+    cluster, api_client, namespace, servers
+):
+    """Someone edits the rule between a round's read of the route and its write: the
+    adapter does not write (its decision was made on other weights), so the edit stays for
+    the next round to record as TrafficRouteDrift and revert, never silently overwritten."""
+    from aigate.adapters.gateway import GatewayRouter
+    from aigate.core import traffic
+    from aigate.core.workloads import Owner
+
+    aid, route = start(cluster, api_client, namespace)
+    spec = spec_model(gateway_plan(cluster, "2.4.0"))
+    config = traffic.gateway_of(spec, None)
+    assert config is not None
+    owner = Owner(name=NAME, namespace=namespace, uid=aid.get()["metadata"]["uid"])
+    router = GatewayRouter(api_client)
+    seen = router.observe(owner, config)  # the round reads 100/0
+    assert (seen.stable, seen.canary) == (100, 0)
+    route.set_weights(stable=30, canary=70)  # then someone else edits
+    intent = traffic.RouteIntent(config, 0, 8080, 8080)
+    assert router.apply(owner, intent, seen) is None
+    assert route.weights()[f"{NAME}-canary"] == 70
+    assert router.apply(owner, intent, router.observe(owner, config)) is not None
+    assert route.weights()[f"{NAME}-canary"] == 0

@@ -103,14 +103,21 @@ class GatewayRouter:
 
     # ---- writing ---------------------------------------------------------------------
 
-    def apply(self, owner: Owner, intent: traffic.RouteIntent) -> RouteWeights | None:
+    def apply(
+        self, owner: Owner, intent: traffic.RouteIntent, seen: traffic.RouteView | None = None
+    ) -> RouteWeights | None:
         """Makes the backends and the rule's weights what `intent` says. Returns what the
-        rule now holds (None: the route or rule is missing, nothing written). Raises
-        TransientError (retry: nothing else of this round may go ahead of it) or
-        RejectedError (the API server refused: reported, the round goes on)."""
+        rule now holds (None: the route or rule is missing, or its weights are no longer
+        those the decision saw (`seen`); nothing written). Raises TransientError (retry:
+        nothing else of this round may go ahead of it) or RejectedError (the API server
+        refused: reported, the round goes on)."""
         route = self._get_route(owner.namespace, intent.config.http_route)
         view = traffic.read_rule(route, intent.config, owner.name, owner.namespace)
         if route is None or view.problem:
+            return None
+        if seen is not None and not seen.problem and _weights(view) != _weights(seen):
+            # Edited by someone else since this round read it: written back now, the edit
+            # would be reverted unrecorded; the next round reads it, records it and reverts.
             return None
         desired = traffic.with_weights(route, intent, owner.name, owner.namespace)
         stable, canary = intent.weights
@@ -231,3 +238,7 @@ def _controller_uid(obj: dict[str, Any]) -> str:
     refs = metadata.get("ownerReferences") or []
     controller = next((r for r in refs if r.get("controller")), {})
     return str(controller.get("uid", ""))
+
+
+def _weights(view: traffic.RouteView) -> tuple[int | None, int | None, int]:
+    return (view.stable, view.canary, view.others)
