@@ -17,7 +17,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from aigate.adapters.gateway import GatewayRouter
+from aigate.core import traffic
 from aigate.core.revision import compute_revision
+from aigate.core.workloads import Owner
 from support.background import Sampler
 from support.factories import approval_annotations, spec_model
 from support.kube import Aid
@@ -302,10 +305,6 @@ def test_an_edit_made_after_the_round_read_the_route_is_never_reverted_unrecorde
     """Someone edits the rule between a round's read of the route and its write: the
     adapter does not write (its decision was made on other weights), so the edit stays for
     the next round to record as TrafficRouteDrift and revert, never silently overwritten."""
-    from aigate.adapters.gateway import GatewayRouter
-    from aigate.core import traffic
-    from aigate.core.workloads import Owner
-
     aid, route = start(cluster, api_client, namespace)
     spec = spec_model(gateway_plan(cluster, "2.4.0"))
     config = traffic.gateway_of(spec, None)

@@ -3,7 +3,7 @@ stage by stage, each stage analysed against the thresholds approved with the can
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from aigate.api.durations import format_duration, parse_duration
 from aigate.api.v1alpha1 import AIDeploymentSpec, AnalysisState, RollbackTrigger, RolloutState
@@ -388,13 +388,21 @@ def stage_timing(rollout: RolloutState, duration: timedelta, elapsed: timedelta)
     left = duration - elapsed
     if left <= timedelta(0):
         return f"{format_duration(duration)} done"
-    ready_since = effects.parse_time(rollout.ready_since)
-    if ready_since is None:
+    ends = stage_ends(rollout, duration)
+    if ends is None:
         return (
             f"{format_duration(left)} of {format_duration(duration)} left, once the canary is ready"
         )
-    ends = ready_since + duration - timedelta(seconds=rollout.elapsed_seconds)
     return f"analysed for {format_duration(duration)}, until {format_rfc3339(ends)}"
+
+
+def stage_ends(rollout: RolloutState, duration: timedelta) -> datetime | None:
+    """When the stage's `duration` runs out if its canary stays ready; None while it is
+    not ready (the stage's clock is stopped)."""
+    ready_since = effects.parse_time(rollout.ready_since)
+    if ready_since is None:
+        return None
+    return ready_since + duration - timedelta(seconds=rollout.elapsed_seconds)
 
 
 def stage_position(plan: AIDeploymentSpec, index: int) -> str:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from aigate.api.durations import parse_duration
 from aigate.api.v1alpha1 import AIDeploymentSpec, AIDeploymentStatus, ChildRecords
 from aigate.core import analysis as an
 from aigate.core import conditions as cond
-from aigate.core.gate import format_rfc3339, parse_rfc3339
+from aigate.core.gate import format_rfc3339
 from aigate.core.revision import short
 from aigate.core.rollout import canary, effects, promotion, rest, rollback, router, watch
 from aigate.core.rollout.draft import Draft
@@ -228,9 +228,7 @@ def _next(inputs: Inputs, pods_measurable: bool) -> an.MeasurementPlan | None:
     if not measurable or plan is None:
         return None
     analysis = plan.rollout.analysis
-    now = inputs.now.replace(microsecond=0)  # measurements are stamped to the second
     due = an.due_time(state, analysis)
-    lag = max(0.0, round((inputs.now - due).total_seconds(), 1)) if due is not None else 0.0
     subject = an.Subject(
         inputs.name, inputs.namespace, snapshot.revision, snapshot.version, state.track
     )
@@ -241,31 +239,25 @@ def _next(inputs: Inputs, pods_measurable: bool) -> an.MeasurementPlan | None:
         else None
     )
     queries = an.plan_queries(analysis, subject, baseline)
-    return an.MeasurementPlan(
+    planned = an.MeasurementPlan(
         track=state.track,
-        at=now,
+        at=inputs.now,
         queries=queries,
         revision=snapshot.revision,
         stage_index=state.stage_index,
         due=due,
-        lag_seconds=lag,
         ends=_analysis_ends(s, plan),
         analysis_started=state.started_at,
     )
+    return an.taken_now(planned, inputs.now)  # stamped to the second, with its lag
 
 
 def _analysis_ends(s: AIDeploymentStatus, plan: AIDeploymentSpec) -> datetime | None:
     """When the running analysis may end by time alone: the stage's duration run out
     while its canary stays ready, or the post-promotion watch's end."""
     if s.phase == "Verifying" and s.watch is not None:
-        return parse_rfc3339(s.watch.until) if s.watch.until else None
-    rollout = s.rollout
-    if rollout is None or not rollout.ready_since:
+        return effects.parse_time(s.watch.until)
+    rollout, stages = s.rollout, plan.rollout.stages
+    if rollout is None or not 0 <= rollout.stage_index < len(stages):
         return None
-    stages = plan.rollout.stages
-    if not 0 <= rollout.stage_index < len(stages):
-        return None
-    ready_since = parse_rfc3339(rollout.ready_since)
-    duration = parse_duration(stages[rollout.stage_index].duration)
-    elapsed = timedelta(seconds=rollout.elapsed_seconds)
-    return ready_since + duration - elapsed if ready_since is not None else None
+    return canary.stage_ends(rollout, parse_duration(stages[rollout.stage_index].duration))
